@@ -1,0 +1,73 @@
+"""Checkpoints: written atomically, read back with errors that name the file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.latent import LatentLayout
+from training.model import Config, Discriminator, Generator
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable or does not fit the networks it describes."""
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Calls write(file_object) on a temporary file beside `path`, then renames it into place.
+
+    A crash leaves either the old file or the new one, never half of one.
+    """
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_name, path)
+    finally:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    atomic_write(path, lambda out: torch.save({"format": FORMAT_VERSION, **state}, out))
+
+
+def load_checkpoint(path: Path, device: str = "cpu") -> dict:
+    """The checkpoint's state, with `config` as a Config and `layout` as a LatentLayout."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # torch raises many types for a corrupt file; all mean the same here
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: not an infogan-serve checkpoint of format {FORMAT_VERSION}")
+    try:
+        known = {f.name for f in fields(Config)}
+        state["config"] = Config(**{k: v for k, v in state["config"].items() if k in known})
+        state["layout"] = LatentLayout.from_dict(state["layout"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: incompatible checkpoint ({error})") from None
+    return state
+
+
+def load_networks(state: dict, device: str = "cpu") -> tuple[Generator, Discriminator]:
+    """Rebuilds G and D from a loaded checkpoint, in inference mode."""
+    config = state["config"]
+    generator, discriminator = Generator(config).to(device), Discriminator(config).to(device)
+    try:
+        generator.load_state_dict(state["generator"])
+        discriminator.load_state_dict(state["discriminator"])
+    except (KeyError, RuntimeError) as error:
+        raise CheckpointError(f"incompatible checkpoint: weights do not fit the {config.preset} network ({error})") from None
+    return generator.eval(), discriminator.eval()

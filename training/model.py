@@ -1,0 +1,156 @@
+"""InfoGAN networks and presets (Chen et al., 2016, appendix C).
+
+G maps [z, one-hot categorical codes, continuous codes] to an image in [-1, 1].
+D and Q share a convolutional trunk; D's real/fake logit and Q's code posterior are separate heads,
+so a code never shares a column with the real/fake logit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from training.latent import LatentLayout
+
+LEAK = 0.1  # the paper's leaky-ReLU slope
+
+
+@dataclass
+class Config:
+    """Everything that defines a run. Presets below fill it; CLI flags override single fields."""
+
+    preset: str
+    dataset: str  # "mnist", "fashion-mnist" (IDX files) or "folder" (any PNG/JPEG tree)
+    image_channels: int
+    image_size: int  # 28 (the paper's MNIST network) or 32 (its SVHN/CelebA network)
+    noise_dim: int
+    categorical: list[int]  # size of each categorical code
+    continuous: int  # number of continuous codes, uniform on [-1, 1]
+    noise: str = "normal"  # prior of z: "normal" or "uniform"
+    width: int = 64  # channels of the first conv layer; the others scale with it
+    fc_dim: int = 1024
+    q_dim: int = 128
+    batch_size: int = 64
+    epochs: int = 30
+    lr_d: float = 2e-4
+    lr_g: float = 1e-3
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lambda_cat: float = 1.0
+    lambda_cont: float = 0.1
+    learn_sigma: bool = False  # Gaussian NLL with a learned sigma for continuous codes (else sigma = 1)
+    seed: int = 0
+    checkpoint_every: int = 500  # steps
+    log_every: int = 25  # steps between progress-bar updates (each one is a host sync on CUDA)
+    notes: list[str] = field(default_factory=list)
+
+    def layout(self) -> LatentLayout:
+        return LatentLayout.build(self.noise_dim, self.categorical, self.continuous, self.noise)
+
+
+PRESETS: dict[str, Config] = {
+    # Paper, appendix C.1: MNIST. noise 62, Cat(10), 2 x Unif(-1, 1); D lr 2e-4, G lr 1e-3.
+    "mnist": Config("mnist", "mnist", 1, 28, noise_dim=62, categorical=[10], continuous=2),
+    # No paper figure; the same network and codes as MNIST.
+    "fashion-mnist": Config("fashion-mnist", "fashion-mnist", 1, 28, noise_dim=62, categorical=[10], continuous=2),
+    # Paper, appendix C.2: SVHN, 4 x Cat(10) + 4 continuous, noise 124, the 32x32 RGB network.
+    "svhn": Config("svhn", "folder", 3, 32, noise_dim=124, categorical=[10] * 4, continuous=4, lr_g=1e-3),
+    # Paper, appendix C.3: CelebA, 10 x Cat(10), noise 128, the same 32x32 network.
+    "celeba": Config("celeba", "folder", 3, 32, noise_dim=128, categorical=[10] * 10, continuous=0),
+    # Not from the paper: the MNIST network at a fraction of the width, for tests and smoke runs.
+    "tiny": Config("tiny", "mnist", 1, 28, noise_dim=8, categorical=[10], continuous=2, width=8, fc_dim=32, q_dim=16),
+}
+
+
+class Generator(nn.Module):
+    """28x28: FC fc_dim - FC 7x7x2w - deconv w - deconv C.  32x32: FC 2x2x448 - deconv 256-128-64-C."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.layout = config.layout()
+        channels, w = config.image_channels, config.width
+        if config.image_size == 28:
+            self.start_shape = (2 * w, 7, 7)
+            self.fc = nn.Sequential(
+                nn.Linear(self.layout.input_dim, config.fc_dim), nn.BatchNorm1d(config.fc_dim), nn.ReLU(),
+                nn.Linear(config.fc_dim, 2 * w * 7 * 7), nn.BatchNorm1d(2 * w * 7 * 7), nn.ReLU(),
+            )
+            self.deconv = nn.Sequential(
+                nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.BatchNorm2d(w), nn.ReLU(),
+                nn.ConvTranspose2d(w, channels, 4, 2, 1), nn.Tanh(),
+            )
+        elif config.image_size == 32:
+            self.start_shape = (7 * w, 2, 2)
+            self.fc = nn.Sequential(nn.Linear(self.layout.input_dim, 7 * w * 4), nn.BatchNorm1d(7 * w * 4), nn.ReLU())
+            self.deconv = nn.Sequential(
+                nn.ConvTranspose2d(7 * w, 4 * w, 4, 2, 1), nn.BatchNorm2d(4 * w), nn.ReLU(),
+                nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.ReLU(),
+                nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.ReLU(),
+                nn.ConvTranspose2d(w, channels, 4, 2, 1), nn.Tanh(),
+            )
+        else:
+            raise ValueError(f"image_size must be 28 or 32, got {config.image_size}")
+
+    def latent(self, noise: torch.Tensor, categorical: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:
+        """[z, one-hot(c_cat) ..., c_cont]: categorical is (B, n_cat) int64, continuous (B, n_cont)."""
+        one_hots = [
+            (categorical[:, i, None] == torch.arange(code.size, device=noise.device)).to(noise.dtype)
+            for i, code in enumerate(self.layout.categorical)
+        ]
+        return torch.cat([noise, *one_hots, continuous], dim=1)
+
+    def forward(self, noise: torch.Tensor, categorical: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:
+        hidden = self.fc(self.latent(noise, categorical, continuous))
+        return self.deconv(hidden.view(-1, *self.start_shape))
+
+
+class Discriminator(nn.Module):
+    """Shared trunk with two heads: D's real/fake logit and Q's posterior over the codes.
+
+    28x28 trunk: conv w - conv 2w - FC fc_dim.  32x32 trunk: conv w - conv 2w - conv 4w.
+    Q head: FC q_dim - FC (categorical logits, continuous means[, log sigmas]).
+    No BatchNorm on the first layer (DCGAN practice, as in the paper); eps stays at PyTorch's 1e-5.
+    """
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.layout = config.layout()
+        self.learn_sigma = config.learn_sigma
+        channels, w = config.image_channels, config.width
+        layers: list[nn.Module] = [nn.Conv2d(channels, w, 4, 2, 1), nn.LeakyReLU(LEAK)]
+        layers += [nn.Conv2d(w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(LEAK), nn.Flatten()]
+        if config.image_size == 28:
+            layers += [nn.Linear(2 * w * 7 * 7, config.fc_dim), nn.BatchNorm1d(config.fc_dim), nn.LeakyReLU(LEAK)]
+            trunk_dim = config.fc_dim
+        else:
+            layers[-1:] = [nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.BatchNorm2d(4 * w), nn.LeakyReLU(LEAK), nn.Flatten()]
+            trunk_dim = 4 * w * 4 * 4
+        self.trunk = nn.Sequential(*layers)
+        self.d_head = nn.Linear(trunk_dim, 1)
+        n_cat = sum(code.size for code in self.layout.categorical)
+        n_cont = len(self.layout.continuous)
+        self.q_head = nn.Sequential(
+            nn.Linear(trunk_dim, config.q_dim), nn.BatchNorm1d(config.q_dim), nn.LeakyReLU(LEAK),
+            nn.Linear(config.q_dim, n_cat + n_cont * (2 if config.learn_sigma else 1)),
+        )
+        self.n_cat, self.n_cont = n_cat, n_cont
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Real/fake logit (B,), categorical logits (B, n_cat), continuous means and log sigmas (B, n_cont)."""
+        features = self.trunk(images)
+        q = self.q_head(features)
+        cat_logits, mean = q[:, : self.n_cat], q[:, self.n_cat : self.n_cat + self.n_cont]
+        log_sigma = q[:, self.n_cat + self.n_cont :] if self.learn_sigma else torch.zeros_like(mean)
+        return self.d_head(features).squeeze(1), cat_logits, mean, log_sigma
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation: N(0, 0.02) weights, BatchNorm scale N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)

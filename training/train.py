@@ -1,0 +1,383 @@
+"""Trains InfoGAN. Read top to bottom: sampling, losses, evaluation, the loop, the CLI.
+
+    python -m training --preset mnist --data-dir ../shared/data/mnist-9k --out runs/mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from training.data import IDX_DATASETS, DataError, Dataset, download, load_dataset
+from training.images import png_bytes, tile, to_uint8
+from training.latent import LatentLayout
+from training.metrics import cluster_accuracy, hungarian_map, nmi
+from training.model import PRESETS, Config, Discriminator, Generator, init_weights
+
+log = logging.getLogger("training")
+
+# ---------------------------------------------------------------------------------------------- sampling
+
+
+def sample_latents(
+    layout: LatentLayout, batch: int, generator: torch.Generator, device: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """z, categorical values (B, n_cat) and continuous values (B, n_cont), each from its prior."""
+    if layout.noise == "normal":
+        noise = torch.randn(batch, layout.noise_dim, generator=generator, device=device)
+    else:
+        noise = torch.rand(batch, layout.noise_dim, generator=generator, device=device) * 2 - 1
+    categorical = torch.stack(
+        [torch.randint(code.size, (batch,), generator=generator, device=device) for code in layout.categorical]
+        or [torch.empty(batch, dtype=torch.long, device=device)],
+        dim=1,
+    )[:, : len(layout.categorical)]
+    lows = torch.tensor([code.low for code in layout.continuous], device=device)
+    highs = torch.tensor([code.high for code in layout.continuous], device=device)
+    uniform = torch.rand(batch, len(layout.continuous), generator=generator, device=device)
+    return noise, categorical, lows + uniform * (highs - lows)
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+
+def information_loss(
+    layout: LatentLayout,
+    cat_logits: torch.Tensor,
+    mean: torch.Tensor,
+    log_sigma: torch.Tensor,
+    categorical: torch.Tensor,
+    continuous: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """-L_I split by kind: summed cross-entropy of the categorical codes and Gaussian NLL of the continuous ones.
+
+    Cross-entropy takes Q's raw logits (softmax is applied once, inside it). H(c) - cross-entropy is the
+    variational lower bound on I(c; G(z, c)) for a categorical code.
+    """
+    cross_entropy = cat_logits.new_zeros(())
+    offset = 0
+    for i, code in enumerate(layout.categorical):
+        cross_entropy = cross_entropy + F.cross_entropy(cat_logits[:, offset : offset + code.size], categorical[:, i])
+        offset += code.size
+    gaussian = log_sigma + 0.5 * ((continuous - mean) * torch.exp(-log_sigma)) ** 2 + 0.5 * math.log(2 * math.pi)
+    return cross_entropy, gaussian.sum(1).mean()
+
+
+def gan_losses(d_real: torch.Tensor, d_fake_detached: torch.Tensor) -> torch.Tensor:
+    """D's loss: real -> 1, fake -> 0, on logits."""
+    return F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + F.binary_cross_entropy_with_logits(
+        d_fake_detached, torch.zeros_like(d_fake_detached)
+    )
+
+
+def generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    """Non-saturating: G maximises log D(G(z)) rather than minimising log(1 - D(G(z)))."""
+    return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def predict_codes(discriminator: Discriminator, images: torch.Tensor, batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Q on real uint8 images: argmax of every categorical code (N, n_cat) and continuous means (N, n_cont)."""
+    was_training = discriminator.training
+    discriminator.eval()
+    values, means = [], []
+    for start in range(0, len(images), batch):
+        _, logits, mean, _ = discriminator(images[start : start + batch].float() / 127.5 - 1)
+        offsets = np.cumsum([0] + [code.size for code in discriminator.layout.categorical])
+        values.append(torch.stack([logits[:, a:b].argmax(1) for a, b in zip(offsets[:-1], offsets[1:])] or
+                                  [logits.new_zeros(len(logits), dtype=torch.long)], 1).cpu())
+        means.append(mean.float().cpu())
+    discriminator.train(was_training)
+    return torch.cat(values).numpy()[:, : len(discriminator.layout.categorical)], torch.cat(means).numpy()
+
+
+def code_metrics(discriminator: Discriminator, dataset: Dataset, images: torch.Tensor) -> dict:
+    """Accuracy and NMI of the first categorical code on real images (when labelled), and its unused values."""
+    layout = discriminator.layout
+    if not layout.categorical:
+        return {}
+    predicted = predict_codes(discriminator, images)[0][:, 0]
+    size = layout.categorical[0].size
+    metrics: dict = {"unused_values": [int(v) for v in np.flatnonzero(np.bincount(predicted, minlength=size) == 0)]}
+    if dataset.labels is not None:
+        n_classes = len(dataset.class_names or [])
+        metrics["accuracy"] = cluster_accuracy(predicted, dataset.labels, size, n_classes)
+        metrics["nmi"] = nmi(predicted, dataset.labels, size, n_classes)
+    return metrics
+
+
+def label_map(discriminator: Discriminator, dataset: Dataset, images: torch.Tensor) -> list[str]:
+    """Class name of each value of the first categorical code (Hungarian match on real labelled images)."""
+    size = discriminator.layout.categorical[0].size
+    predicted = predict_codes(discriminator, images)[0][:, 0]
+    mapping = hungarian_map(predicted, dataset.labels, size, len(dataset.class_names))
+    return [dataset.class_names[m] if m >= 0 else f"value {v}" for v, m in enumerate(mapping)]
+
+
+@torch.no_grad()
+def sample_grids(generator: Generator, device: str, seed: int) -> dict[str, bytes]:
+    """The paper's figure layout, one PNG per continuous code: rows are values of c1, columns sweep the
+    continuous code from -2 to 2; the noise and the other codes stay fixed across the grid."""
+    layout = generator.layout
+    if not layout.categorical:
+        return {}
+    rows, columns = layout.categorical[0].size, 10
+    noise, categorical, continuous = sample_latents(layout, 1, torch.Generator(device).manual_seed(seed), device)
+    grids = {}
+    was_training = generator.training
+    generator.eval()
+    for j, code in enumerate(layout.continuous):
+        cats = categorical.repeat(rows * columns, 1)
+        cats[:, 0] = torch.arange(rows, device=device).repeat_interleave(columns)
+        conts = continuous.repeat(rows * columns, 1)
+        conts[:, j] = torch.linspace(-2, 2, columns, device=device).repeat(rows)
+        images = generator(noise.repeat(rows * columns, 1), cats, conts).float().cpu().numpy()
+        grids[code.name] = png_bytes(tile(to_uint8(images), columns))
+    generator.train(was_training)
+    return grids
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def alarms(config: Config, layout: LatentLayout, epoch: int, loss_d: float, metrics: dict, info_cat: float) -> list[str]:
+    """Symptoms of a failing InfoGAN run, in words a user can act on."""
+    found = []
+    if loss_d < 0.01:
+        found.append(f"D's loss collapsed to {loss_d:.4f}: D wins outright and G gets no gradient")
+    bound = sum(code.entropy for code in layout.categorical)
+    if bound and epoch >= 2 and info_cat < 0.5 * bound:
+        found.append(f"L_I = {info_cat:.3f} nats stays far below H(c) = {bound:.3f}: the codes are being ignored")
+    if metrics.get("unused_values"):
+        found.append(f"categorical values {metrics['unused_values']} of c1 are never predicted on real data")
+    return found
+
+
+def pick_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda: no CUDA device is available (use --device cpu or auto)")
+    return name
+
+
+def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: bool = False) -> dict:
+    """Runs (or resumes) training; returns the last epoch's metrics. Checkpoints land in out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "samples").mkdir(exist_ok=True)
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    metrics_path = out_dir / "metrics.jsonl"
+    handler = logging.FileHandler(out_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+    torch.manual_seed(config.seed)
+    layout = config.layout()
+    generator, discriminator = Generator(config).to(device), Discriminator(config).to(device)
+    generator.apply(init_weights)
+    discriminator.apply(init_weights)
+    # D's optimiser holds the shared trunk, D's head and Q's head: L_I trains all three (and G, below).
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
+    rng = torch.Generator(device).manual_seed(config.seed)
+    images = torch.from_numpy(dataset.images).to(device)  # resident on the device: no loader, no copies
+    steps_per_epoch = len(images) // config.batch_size
+    if steps_per_epoch == 0:
+        raise DataError(f"{dataset.name}: {len(images)} images, fewer than one batch of {config.batch_size}")
+    total_steps = steps_per_epoch * config.epochs
+    step, elapsed, sums = 0, 0.0, torch.zeros(5, device=device)
+    history: list[dict] = []
+
+    if resume:
+        state = load_checkpoint(checkpoint_path, device)
+        generator.load_state_dict(state["generator"])
+        discriminator.load_state_dict(state["discriminator"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        rng.set_state(state["rng"].cpu() if device == "cpu" else state["rng"])
+        step, elapsed, sums = state["step"], state["elapsed"], state["sums"].to(device)
+        history = [m for m in state["history"] if m["epoch"] <= step // steps_per_epoch]
+        log.info("resumed from %s at step %d of %d", checkpoint_path, step, total_steps)
+
+    def checkpoint() -> None:
+        save_checkpoint(checkpoint_path, {
+            "config": dataclasses.asdict(config), "layout": layout.to_dict(), "step": step, "elapsed": elapsed,
+            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": rng.get_state(), "sums": sums,
+            "history": history, "dataset": dataset.name,
+        })
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+    bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr)
+    started = time.perf_counter() - elapsed
+    metrics: dict = history[-1] if history else {}
+    while step < total_steps:
+        epoch, position = divmod(step, steps_per_epoch)
+        # The epoch's order depends only on (seed, epoch), so a resumed run picks up the same batches.
+        order = torch.randperm(len(images), generator=torch.Generator(device).manual_seed(config.seed * 7919 + epoch),
+                               device=device)
+        for batch_index in range(position, steps_per_epoch):
+            batch = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
+            real = images[batch].float() / 127.5 - 1
+            noise, categorical, continuous = sample_latents(layout, config.batch_size, rng, device)
+            with autocast:
+                fake = generator(noise, categorical, continuous)
+                # D and Q step: L_I on detached fakes trains the shared trunk and Q's head.
+                d_real = discriminator(real)[0]
+                d_fake, cat_logits, mean, log_sigma = discriminator(fake.detach())
+                loss_d = gan_losses(d_real, d_fake)
+                ce, nll = information_loss(layout, cat_logits, mean, log_sigma, categorical, continuous)
+                loss_dq = loss_d + config.lambda_cat * ce + config.lambda_cont * nll
+            opt_d.zero_grad(set_to_none=True)
+            loss_dq.backward()
+            opt_d.step()
+            # G step: fool D and make the codes recoverable; D's weights are held fixed.
+            discriminator.requires_grad_(False)
+            with autocast:
+                d_fake, cat_logits, mean, log_sigma = discriminator(fake)
+                ce_g, nll_g = information_loss(layout, cat_logits, mean, log_sigma, categorical, continuous)
+                loss_g = generator_loss(d_fake)
+                loss_total_g = loss_g + config.lambda_cat * ce_g + config.lambda_cont * nll_g
+            opt_g.zero_grad(set_to_none=True)
+            loss_total_g.backward()
+            opt_g.step()
+            discriminator.requires_grad_(True)
+
+            sums += torch.stack([loss_d.detach(), loss_g.detach(), ce.detach(), nll.detach(), torch.ones((), device=device)]).float()
+            step += 1
+            bar.update()
+            if step % config.log_every == 0 or batch_index == steps_per_epoch - 1:
+                loss_d_avg, loss_g_avg, ce_avg, nll_avg = (sums[:4] / sums[4]).tolist()
+                info_cat = sum(c.entropy for c in layout.categorical) - ce_avg
+                bar.set_postfix(epoch=epoch + 1, D=f"{loss_d_avg:.3f}", G=f"{loss_g_avg:.3f}", L_I=f"{info_cat:.3f}",
+                                acc=f"{metrics.get('accuracy', float('nan')):.3f}")
+            if step % config.checkpoint_every == 0:
+                elapsed = time.perf_counter() - started
+                checkpoint()
+
+        # End of epoch: metrics on real data, sample grids, alarms, checkpoint.
+        loss_d_avg, loss_g_avg, ce_avg, nll_avg = (sums[:4] / sums[4]).tolist()
+        sums.zero_()
+        bound = sum(c.entropy for c in layout.categorical)
+        elapsed = time.perf_counter() - started
+        metrics = {
+            "epoch": epoch + 1, "step": step, "loss_d": loss_d_avg, "loss_g": loss_g_avg,
+            "info_cat_nats": bound - ce_avg, "info_cat_bound_nats": bound, "cont_nll": nll_avg,
+            **code_metrics(discriminator, dataset, images), "elapsed_s": round(elapsed, 2), "device": device,
+        }
+        metrics["alarms"] = alarms(config, layout, epoch + 1, loss_d_avg, metrics, bound - ce_avg)
+        for alarm in metrics["alarms"]:
+            bar.write(f"WARNING epoch {epoch + 1}: {alarm}")
+            log.warning("epoch %d: %s", epoch + 1, alarm)
+        history.append(metrics)
+        log.info("epoch %d %s", epoch + 1, json.dumps({k: v for k, v in metrics.items() if k != "alarms"}))
+        for name, png in sample_grids(generator, device, config.seed).items():
+            (out_dir / "samples" / f"epoch_{epoch + 1:03d}_{name}.png").write_bytes(png)
+        if dataset.labels is not None and layout.categorical:
+            labels = label_map(discriminator, dataset, images)
+            layout = layout.with_labels(layout.categorical[0].name, labels)
+        checkpoint()
+        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
+    bar.close()
+    if layout.categorical and layout.categorical[0].labels:
+        (out_dir / "label_map.json").write_text(json.dumps(layout.categorical[0].labels, indent=1) + "\n")
+    log.removeHandler(handler)
+    handler.close()
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train InfoGAN. Writes RUN_DIR/checkpoint.pt (atomically, every --checkpoint-every steps and "
+        "after every epoch), RUN_DIR/metrics.jsonl (one line per epoch), RUN_DIR/samples/*.png and RUN_DIR/train.log.",
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="mnist",
+                        help="network, latent layout and optimiser settings from the paper (default: mnist); "
+                        "'tiny' is a small network for tests")
+    parser.add_argument("--data-dir", type=Path, required=True,
+                        help="directory with the IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]) "
+                        "or, with --dataset folder, a tree of PNG/JPEG images (sub-folder names become labels)")
+    parser.add_argument("--out", type=Path, required=True, help="run directory for checkpoints, metrics and samples")
+    parser.add_argument("--dataset", choices=[*IDX_DATASETS, "folder"], help="override the preset's dataset kind")
+    parser.add_argument("--download", action="store_true", help="fetch the official IDX files into --data-dir first "
+                        "(MD5-verified; files already present and valid are kept)")
+    parser.add_argument("--mirror", action="append", help="base URL to download from instead of the official mirrors "
+                        "(repeat to try several in order)")
+    parser.add_argument("--epochs", type=int, help="passes over the data (default: the preset's)")
+    parser.add_argument("--seed", type=int, help="seed for weights, latents and data order (default 0)")
+    parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
+                        help="auto picks CUDA when available (bf16 autocast there), else the CPU")
+    parser.add_argument("--batch-size", type=int, help="images per step (default: the preset's, 64)")
+    parser.add_argument("--noise-dim", type=int, help="size of the noise vector z")
+    parser.add_argument("--noise", choices=["normal", "uniform"], help="prior of z")
+    parser.add_argument("--categorical", type=lambda s: [int(x) for x in s.split(",") if x],
+                        help="sizes of the categorical codes, comma-separated, e.g. 10 or 10,10,10 ('' for none)")
+    parser.add_argument("--continuous", type=int, help="number of continuous codes (uniform on [-1, 1])")
+    parser.add_argument("--lambda-cont", type=float, help="weight of the continuous codes' L_I (default 0.1)")
+    parser.add_argument("--learn-sigma", action="store_true", help="learn Q's sigma for continuous codes (default: fixed 1)")
+    parser.add_argument("--lr-d", type=float, help="Adam learning rate of D and Q (default 2e-4)")
+    parser.add_argument("--lr-g", type=float, help="Adam learning rate of G (default 1e-3)")
+    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint "
+                        "(same optimiser and RNG state; --epochs may extend the run)")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    overrides = {
+        "dataset": args.dataset, "epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size,
+        "noise_dim": args.noise_dim, "noise": args.noise, "categorical": args.categorical,
+        "continuous": args.continuous, "lambda_cont": args.lambda_cont, "learn_sigma": args.learn_sigma or None,
+        "lr_d": args.lr_d, "lr_g": args.lr_g, "checkpoint_every": args.checkpoint_every,
+    }
+    return dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.resume:
+            state = load_checkpoint(args.out / CHECKPOINT_NAME)
+            config = dataclasses.replace(state["config"], epochs=args.epochs or state["config"].epochs)
+        else:
+            config = config_from_args(args)
+            config.layout()  # validates the latent layout before any work
+        if args.download:
+            if config.dataset not in IDX_DATASETS:
+                raise DataError(f"--download: only {', '.join(IDX_DATASETS)} can be downloaded, not {config.dataset}")
+            download(config.dataset, args.data_dir, args.mirror)
+        dataset = load_dataset(config.dataset, args.data_dir, config.image_channels, config.image_size)
+        device = pick_device(args.device)
+        print(f"training {config.preset} on {dataset.name} ({len(dataset.images)} images) on {device} -> {args.out}",
+              file=sys.stderr)
+        metrics = train(config, dataset, args.out, device, resume=args.resume)
+    except (DataError, CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: python -m training --out {args.out} --data-dir {args.data_dir} --resume",
+              file=sys.stderr)
+        return 130
+    print(json.dumps({k: v for k, v in metrics.items() if k != "alarms"}))
+    return 0
