@@ -177,7 +177,7 @@ def pick_device(name: str) -> str:
     return name
 
 
-def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: bool = False) -> dict:
+def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: bool = False, command: str = "") -> dict:
     """Runs (or resumes) training; returns the last epoch's metrics. Checkpoints land in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "samples").mkdir(exist_ok=True)
@@ -204,6 +204,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
     total_steps = steps_per_epoch * config.epochs
     step, elapsed, sums = 0, 0.0, torch.zeros(5, device=device)
     history: list[dict] = []
+    commands = [command]  # how this run was made, for the model card
 
     if resume:
         state = load_checkpoint(checkpoint_path, device)
@@ -214,6 +215,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         rng.set_state(state["rng"].cpu() if device == "cpu" else state["rng"])
         step, elapsed, sums = state["step"], state["elapsed"], state["sums"].to(device)
         history = [m for m in state["history"] if m["epoch"] <= step // steps_per_epoch]
+        commands = state.get("commands", []) + commands
         log.info("resumed from %s at step %d of %d", checkpoint_path, step, total_steps)
 
     def checkpoint() -> None:
@@ -221,7 +223,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             "config": dataclasses.asdict(config), "layout": layout.to_dict(), "step": step, "elapsed": elapsed,
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": rng.get_state(), "sums": sums,
-            "history": history, "dataset": dataset.name,
+            "history": history, "dataset": dataset.name, "commands": commands,
         })
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
@@ -371,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(args.device)
         print(f"training {config.preset} on {dataset.name} ({len(dataset.images)} images) on {device} -> {args.out}",
               file=sys.stderr)
-        metrics = train(config, dataset, args.out, device, resume=args.resume)
+        command = "python -m training " + " ".join(argv if argv is not None else sys.argv[1:])
+        metrics = train(config, dataset, args.out, device, resume=args.resume, command=command)
     except (DataError, CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

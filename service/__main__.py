@@ -1,0 +1,39 @@
+"""python -m service [--host H] [--port P] [--model MODEL_DIR]: serve a model directory with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from service.app import create_app, open_model
+from service.model import ModelError
+from service.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description="Serve an exported InfoGAN model over "
+                                     "HTTP. Every setting can also come from an environment variable (HOST, PORT, "
+                                     "MODEL_DIR, REQUIRE_GPU, MAX_BATCH, BATCH_WAIT_MS, ...); flags win.")
+    parser.add_argument("--host", help="address to listen on (env HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="TCP port (env PORT, default 8000)")
+    parser.add_argument("--model", type=Path, help="model directory from `python -m export` "
+                        "(env MODEL_DIR, default: the embedded models/mnist)")
+    args = parser.parse_args(argv)
+    overrides = {"host": args.host, "port": args.port, "model_dir": args.model}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        model = open_model(settings)
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"serving {settings.model_dir} on http://{settings.host}:{settings.port} ({model.provider})", file=sys.stderr)
+    uvicorn.run(create_app(settings, model), host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=settings.access_log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

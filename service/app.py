@@ -1,0 +1,94 @@
+"""The FastAPI app: built in a lifespan from one Settings object.
+
+    uvicorn --factory service.app:create_app    (or: python -m service)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from service.batcher import Overloaded
+from service.engine import DeadlineExceeded, Engine
+from service.imaging import UploadError
+from service.latents import CodeError
+from service.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from service.model import CUDA, Model, ModelError, load_model
+from service.routes import router
+from service.settings import Settings
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def open_model(settings: Settings) -> Model:
+    """Loads the model directory and enforces REQUIRE_GPU against the live session's provider."""
+    model = load_model(settings.model_dir, settings.intra_op_threads)
+    if settings.require_gpu and model.provider != CUDA:
+        raise ModelError(f"{settings.model_dir}: REQUIRE_GPU is set but the session runs on {model.provider} "
+                         "(is onnxruntime-gpu installed and a GPU visible?)")
+    return model
+
+
+def _error(status: int, field: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"detail": [{"loc": field.split("."), "msg": message, "type": "value_error"}]},
+                        status_code=status, headers=headers)
+
+
+def create_app(settings: Settings | None = None, model: Model | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = Engine(model or open_model(settings), settings, metrics)
+        app.state.engine = engine
+        warm_up = asyncio.create_task(engine.start())  # /readyz answers 503 until this finishes
+        yield
+        warm_up.cancel()
+        await engine.stop()
+
+    app = FastAPI(
+        title="infogan-serve",
+        summary="InfoGAN generator and Q encoder over onnxruntime",
+        description="Generate images from InfoGAN's latent codes, traverse one code, encode an image back into "
+        "codes. Code names and kinds come from the model: see `GET /info`.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.metrics = settings, metrics
+
+    @app.exception_handler(CodeError)
+    async def code_error(request: Request, error: CodeError) -> JSONResponse:
+        where = "query" if request.method == "GET" else "body"
+        return _error(422, f"{where}.{error.field}", str(error))
+
+    @app.exception_handler(UploadError)
+    async def upload_error(request: Request, error: UploadError) -> JSONResponse:
+        return _error(422, "body", str(error))
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, error: Overloaded) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(DeadlineExceeded)
+    async def deadline(request: Request, error: DeadlineExceeded) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own format, minus the echoed input (which may be a 1 MiB body or contain NaN, not JSON)
+        details = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in error.errors()]
+        return JSONResponse({"detail": details}, status_code=422)
+
+    app.include_router(router)
+    if STATIC_DIR.is_dir():
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="playground")
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,103 @@
+"""Turns request codes into generator inputs, deterministically.
+
+The noise and the prior draws of image i come from a random stream seeded by (seed, i) alone: every code
+is drawn whether or not the request gives it, so giving or changing one code never moves anything else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.latent import Code, LatentLayout
+
+CONTINUOUS_LIMIT = 5.0  # the prior is [-1, 1]; the paper extrapolates to +-2; we allow up to +-5
+
+
+class CodeError(ValueError):
+    """A request's code value is unusable; `field` names it for the 422 answer."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class Latents:
+    noise: np.ndarray  # (B, noise_dim) float32
+    categorical: np.ndarray  # (B, n_cat) int64
+    continuous: np.ndarray  # (B, n_cont) float32
+
+    def __len__(self) -> int:
+        return len(self.noise)
+
+    def codes(self, layout: LatentLayout, i: int) -> dict[str, int | float]:
+        """Every code's value for image i, by name."""
+        values = [int(v) for v in self.categorical[i]] + [float(v) for v in self.continuous[i]]
+        return {code.name: value for code, value in zip(layout.codes, values)}
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        return {"noise": self.noise, "categorical": self.categorical, "continuous": self.continuous}
+
+
+def check_value(code: Code, value: object, field: str) -> int | float:
+    """A code value as the model needs it, or a CodeError naming `field`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CodeError(field, f"{code.name} must be a number, got {type(value).__name__}")
+    if code.kind == "categorical":
+        if not isinstance(value, int):
+            raise CodeError(field, f"{code.name} is categorical: expected an integer in [0, {code.size}), got {value}")
+        if not 0 <= value < code.size:
+            raise CodeError(field, f"{code.name} must be in [0, {code.size}), got {value}")
+        return value
+    if not math.isfinite(value) or abs(value) > CONTINUOUS_LIMIT:
+        raise CodeError(field, f"{code.name} must be a finite number in [-5, 5], got {value}")
+    return float(value)
+
+
+def parse_codes(layout: LatentLayout, codes: list | dict | None, field: str = "codes") -> dict[str, int | float]:
+    """Codes given as a list in index order or as {name: value}; returns {name: checked value}."""
+    if codes is None:
+        return {}
+    if isinstance(codes, list):
+        if len(codes) != len(layout.codes):
+            raise CodeError(field, f"expected {len(layout.codes)} values (one per code: "
+                            f"{', '.join(c.name for c in layout.codes)}), got {len(codes)}")
+        pairs = list(zip(layout.codes, codes))
+    else:
+        pairs = []
+        for name, value in codes.items():
+            try:
+                pairs.append((layout.code(name), value))
+            except KeyError as error:
+                raise CodeError(f"{field}.{name}", str(error.args[0])) from None
+    return {code.name: check_value(code, value, f"{field}.{code.name}") for code, value in pairs}
+
+
+def draw(layout: LatentLayout, seed: int, indexes: range | list[int]) -> Latents:
+    """Noise and prior draws for images `indexes`, each from its own stream (seed, i)."""
+    noise = np.empty((len(indexes), layout.noise_dim), np.float32)
+    categorical = np.empty((len(indexes), len(layout.categorical)), np.int64)
+    continuous = np.empty((len(indexes), len(layout.continuous)), np.float32)
+    for row, i in enumerate(indexes):
+        rng = np.random.default_rng([seed, i])
+        if layout.noise == "normal":
+            noise[row] = rng.standard_normal(layout.noise_dim)
+        else:
+            noise[row] = rng.uniform(-1, 1, layout.noise_dim)
+        categorical[row] = [rng.integers(code.size) for code in layout.categorical]
+        continuous[row] = [rng.uniform(code.low, code.high) for code in layout.continuous]
+    return Latents(noise, categorical, continuous)
+
+
+def pin(layout: LatentLayout, latents: Latents, values: dict[str, int | float]) -> Latents:
+    """Overwrites the given codes in every image (in place) and returns the latents."""
+    for name, value in values.items():
+        code = layout.code(name)
+        if code.kind == "categorical":
+            latents.categorical[:, layout.categorical.index(code)] = value
+        else:
+            latents.continuous[:, layout.continuous.index(code)] = value
+    return latents

@@ -1,0 +1,197 @@
+"""HTTP routes: parse, hand to the engine, format. The rules live in latents.py, imaging.py and engine.py."""
+
+from __future__ import annotations
+
+import base64
+import math
+import secrets
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from service import schemas
+from service.engine import Engine
+from service.imaging import ACCEPTED_TYPES, decode, to_model_input
+from service.latents import CONTINUOUS_LIMIT, CodeError, Latents, check_value, draw, parse_codes, pin
+from training.images import png_bytes, tile
+
+router = APIRouter()
+MAX_ROWS = MAX_STEPS = 32
+MAX_UPLOAD_SIDE = 4096
+PNG = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+             "description": "PNG by default; JSON with `Accept: application/json`"}}
+ERRORS = {code: {"model": schemas.ErrorResponse} for code in (413, 415, 422, 503)}
+
+
+def engine_of(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+def new_seed() -> int:
+    return secrets.randbelow(2**31)
+
+
+def b64_pngs(images: np.ndarray) -> list[str]:
+    return [base64.b64encode(png_bytes(image)).decode() for image in images]
+
+
+def grid_png(images: np.ndarray, columns: int) -> bytes:
+    return png_bytes(tile(images, columns)) if len(images) > 1 else png_bytes(images[0])
+
+
+@router.get("/healthz", summary="Liveness: 200 while the process lives")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: 200 once the model is loaded and warmed up", responses={503: {}})
+async def readyz(request: Request) -> Response:
+    ready = engine_of(request).ready
+    return JSONResponse({"status": "ready" if ready else "warming up"}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/info", response_model=schemas.InfoResponse, summary="The model, its codes and the request limits")
+async def info(request: Request) -> dict:
+    engine = engine_of(request)
+    model, settings = engine.model, engine.settings
+    codes = [
+        {"index": i, "name": c.name, "kind": c.kind, **(
+            {"size": c.size, "labels": c.labels} if c.kind == "categorical" else {"low": c.low, "high": c.high})}
+        for i, c in enumerate(model.layout.codes, start=1)
+    ]
+    return {
+        "model": model.info(), "image": model.image, "noise_dim": model.layout.noise_dim, "codes": codes,
+        "provider": model.provider, "encoder": model.encoder is not None,
+        "limits": {"max_images_per_request": schemas.MAX_IMAGES, "max_traverse_rows": MAX_ROWS,
+                   "max_traverse_steps": MAX_STEPS, "continuous_range": [-CONTINUOUS_LIMIT, CONTINUOUS_LIMIT],
+                   "max_body_bytes": settings.max_body_bytes, "max_upload_side": MAX_UPLOAD_SIDE},
+    }
+
+
+@router.post("/generate", summary="Images for given code values", responses={
+    **PNG, **ERRORS, 200: {**PNG[200], "content": {**PNG[200]["content"], "application/json": {
+        "schema": {"$ref": "#/components/schemas/GenerateResponse"}}}}})
+async def generate(body: schemas.GenerateRequest, request: Request) -> Response:
+    engine = engine_of(request)
+    layout = engine.model.layout
+    values = parse_codes(layout, body.codes)
+    if body.label is not None:
+        labelled = next((c for c in layout.categorical if c.labels), None)
+        if labelled is None:
+            raise CodeError("label", "this model has no label map; give the categorical code's value instead")
+        if body.label not in labelled.labels:
+            raise CodeError("label", f"unknown label {body.label!r}; known: {', '.join(labelled.labels)}")
+        values[labelled.name] = labelled.labels.index(body.label)
+    seed = new_seed() if body.seed is None else body.seed
+    latents = pin(layout, draw(layout, seed, range(body.n)), values)
+    images = await engine.generate(latents)
+    headers = {"X-Seed": str(seed)}
+    if wants_json(request):
+        pngs = await run_in_threadpool(b64_pngs, images)
+        return JSONResponse({"seed": seed, "images": [
+            {"png_base64": png, "codes": latents.codes(layout, i)} for i, png in enumerate(pngs)]}, headers=headers)
+    png = await run_in_threadpool(grid_png, images, min(body.n, 8))
+    return Response(png, media_type="image/png", headers=headers)
+
+
+@router.get("/traverse", summary="A traversal grid: one code's values across, independent draws down",
+            responses={**PNG, **ERRORS, 200: {**PNG[200], "content": {**PNG[200]["content"], "application/json": {
+                "schema": {"$ref": "#/components/schemas/TraverseResponse"}}}}})
+async def traverse(
+    request: Request,
+    code: str = Query(..., description="the code to traverse: its index from 1 or its name", examples=["1", "c2"]),
+    steps: int = Query(10, ge=2, le=MAX_STEPS, description="values of a continuous code (ignored for categorical)"),
+    rows: int = Query(10, ge=1, le=MAX_ROWS, description="independent draws of the noise and the other codes"),
+    low: float = Query(-2.0, ge=-CONTINUOUS_LIMIT, le=CONTINUOUS_LIMIT, description="first continuous value"),
+    high: float = Query(2.0, ge=-CONTINUOUS_LIMIT, le=CONTINUOUS_LIMIT, description="last continuous value"),
+    seed: int | None = Query(None, ge=0, le=2**63 - 1, description="reproducible draws, as in /generate"),
+) -> Response:
+    engine = engine_of(request)
+    layout = engine.model.layout
+    try:
+        target = layout.code(code)
+    except KeyError as error:
+        raise CodeError("code", error.args[0]) from None
+    if target.kind == "continuous" and not low < high:
+        raise CodeError("low", f"low ({low}) must be below high ({high})")
+    pins = {}
+    for name, raw in request.query_params.items():  # other codes pinned by name: &c1=7
+        if name in {c.name for c in layout.codes}:
+            if name == target.name:
+                raise CodeError(name, f"{name} is the traversed code; it cannot also be pinned")
+            pins[name] = check_value(layout.code(name), _number(raw, name), name)
+        elif name not in {"code", "steps", "rows", "low", "high", "seed"}:
+            raise CodeError(name, f"unknown query parameter {name!r}; codes are {', '.join(c.name for c in layout.codes)}")
+    values = list(range(target.size)) if target.kind == "categorical" else [
+        float(v) for v in np.linspace(low, high, steps)]
+    seed = new_seed() if seed is None else seed
+    base = pin(layout, draw(layout, seed, range(rows)), pins)
+    grid = Latents(*(np.repeat(part, len(values), axis=0) for part in (base.noise, base.categorical, base.continuous)))
+    for column, value in enumerate(values):
+        pin(layout, _column(grid, column, len(values)), {target.name: value})
+    images = await engine.generate(grid)
+    headers = {"X-Seed": str(seed)}
+    if wants_json(request):
+        pngs = await run_in_threadpool(b64_pngs, images)
+        fixed = [{k: v for k, v in base.codes(layout, r).items() if k != target.name} for r in range(rows)]
+        return JSONResponse({"code": target.name, "seed": seed, "values": values, "rows": [
+            {"codes": fixed[r], "images": pngs[r * len(values) : (r + 1) * len(values)]} for r in range(rows)]},
+            headers=headers)
+    png = await run_in_threadpool(grid_png, images, len(values))
+    return Response(png, media_type="image/png", headers=headers)
+
+
+def _number(raw: str, name: str) -> int | float:
+    try:
+        return int(raw)
+    except ValueError:
+        try:
+            return float(raw)
+        except ValueError:
+            raise CodeError(name, f"{name} must be a number, got {raw!r}") from None
+
+
+def _column(grid: Latents, column: int, columns: int) -> Latents:
+    """A view of one column of a row-major grid of latents (writes go through to the grid)."""
+    return Latents(grid.noise[column::columns], grid.categorical[column::columns], grid.continuous[column::columns])
+
+
+@router.post("/encode", response_model=schemas.EncodeResponse, responses=ERRORS,
+             summary="Q's reading of an image: the codes (and label) that would have produced it",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 t: {"schema": {"type": "string", "format": "binary"}} for t in ACCEPTED_TYPES}}})
+async def encode(request: Request) -> dict:
+    engine = engine_of(request)
+    if engine.encoder is None:
+        raise HTTPException(404, "this model directory has no encoder.onnx")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ACCEPTED_TYPES:
+        raise HTTPException(415, f"Content-Type must be image/png or image/jpeg, got {content_type or 'none'!r}")
+    image_info = engine.model.image
+    body = await request.body()
+    image = await run_in_threadpool(decode, body, content_type, engine.settings.max_upload_pixels, MAX_UPLOAD_SIDE)
+    array = await run_in_threadpool(to_model_input, image, image_info["channels"], image_info["height"])
+    probabilities, means = await engine.encode(array)
+    layout = engine.model.layout
+    codes: dict = {}
+    offset = 0
+    for code in layout.categorical:
+        probs = probabilities[0, offset : offset + code.size]
+        codes[code.name] = {"value": int(probs.argmax()), "probabilities": [round(float(p), 6) for p in probs]}
+        offset += code.size
+    for code, mean in zip(layout.continuous, means[0]):
+        codes[code.name] = float(mean) if math.isfinite(mean) else 0.0
+    first = layout.categorical[0] if layout.categorical else None
+    label = first.labels[codes[first.name]["value"]] if first and first.labels else None
+    return {"codes": codes, "label": label}

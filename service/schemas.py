@@ -1,0 +1,106 @@
+"""Request and response bodies of the API (validation and OpenAPI documentation only; no logic)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+
+CodeValue = StrictInt | StrictFloat
+MAX_IMAGES = 64
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"codes": {"c1": 7, "c2": 1.5}, "n": 4, "seed": 42},
+        {"codes": [3, 0.0, -1.0], "seed": 0},
+        {"label": "7", "n": 16},
+    ]})
+
+    codes: list[CodeValue] | dict[str, CodeValue] | None = Field(
+        None, description="one value per code in index order, or {code name: value}. Categorical: an integer in "
+        "[0, size). Continuous: a finite number in [-5, 5] (prior [-1, 1]). Codes not given are drawn from their prior.")
+    label: str | None = Field(None, description="a class label of the model's label map (e.g. \"7\"); selects that "
+                              "categorical value")
+    n: StrictInt = Field(1, ge=1, le=MAX_IMAGES, description="number of images; they share the given codes")
+    seed: StrictInt | None = Field(None, ge=0, le=2**63 - 1, description="makes the output reproducible: image i's "
+                                   "noise and prior draws depend only on (seed, i)")
+
+
+class GeneratedImage(BaseModel):
+    png_base64: str
+    codes: dict[str, int | float] = Field(description="the value of every code for this image")
+
+
+class GenerateResponse(BaseModel):
+    seed: int
+    images: list[GeneratedImage]
+
+
+class TraverseRow(BaseModel):
+    codes: dict[str, int | float] = Field(description="the codes held fixed along this row")
+    images: list[str] = Field(description="PNG images, base64, one per traversed value")
+
+
+class TraverseResponse(BaseModel):
+    code: str
+    seed: int
+    values: list[int | float]
+    rows: list[TraverseRow]
+
+
+class CategoricalPosterior(BaseModel):
+    value: int = Field(description="the most probable value")
+    probabilities: list[float]
+
+
+class EncodeResponse(BaseModel):
+    codes: dict[str, CategoricalPosterior | float] = Field(
+        description="categorical codes: the posterior; continuous codes: Q's mean")
+    label: str | None = Field(description="the class of c1's value, when the model has a label map")
+
+
+class CodeInfo(BaseModel):
+    index: int
+    name: str
+    kind: Literal["categorical", "continuous"]
+    size: int | None = None
+    low: float | None = None
+    high: float | None = None
+    labels: list[str] | None = None
+
+
+class ImageInfo(BaseModel):
+    channels: int
+    height: int
+    width: int
+
+
+class ModelInfo(BaseModel):
+    name: str | None
+    version: str | None
+    dataset: str | None
+    sha256: dict[str, str]
+
+
+class Limits(BaseModel):
+    max_images_per_request: int
+    max_traverse_rows: int
+    max_traverse_steps: int
+    continuous_range: list[float]
+    max_body_bytes: int
+    max_upload_side: int
+
+
+class InfoResponse(BaseModel):
+    model: ModelInfo
+    image: ImageInfo
+    noise_dim: int
+    codes: list[CodeInfo]
+    provider: str
+    encoder: bool
+    limits: Limits
+
+
+class ErrorResponse(BaseModel):
+    detail: str | list[dict]

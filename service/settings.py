@@ -1,0 +1,30 @@
+"""Every setting of the service, from flags or environment variables (flags win)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "mnist"
+
+
+class Settings(BaseSettings):
+    """Read from the environment (e.g. MODEL_DIR=/models/x, REQUIRE_GPU=1); `python -m service` flags override."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in the container)")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port")
+    model_dir: Path = Field(DEFAULT_MODEL_DIR, description="model directory written by `python -m export`")
+    require_gpu: bool = Field(False, description="fail start-up unless the CUDA execution provider is active")
+    max_batch: int = Field(64, ge=1, le=1024, description="most images in one onnxruntime run")
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long the batcher waits to fill a batch")
+    queue_size: int = Field(256, ge=1, description="requests waiting for inference before 503 + Retry-After")
+    request_timeout_s: float = Field(10.0, gt=0, description="deadline of one request, queueing included")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body (413 beyond)")
+    max_upload_pixels: int = Field(4096 * 4096, ge=1, description="largest image /encode decodes")
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per run (0: one per core)")
+    log_level: str = Field("info", description="uvicorn log level")
+    access_log: bool = Field(True, description="log every request (uvicorn access log)")
