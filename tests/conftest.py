@@ -1,0 +1,112 @@
+"""Shared fixtures: a tiny labelled IDX dataset, a trained tiny run, its export, and a live server."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
+    data = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def make_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Ten recognisable classes: class k is a bright bar at row 2k+4, blurred, with noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, count)
+    images = rng.integers(0, 40, (count, 28, 28))
+    for image, label in zip(images, labels):
+        image[2 * label + 4 : 2 * label + 7, 4:24] = 255
+    return images.astype(np.uint8), labels.astype(np.uint8)
+
+
+def run(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """A project CLI as a user runs it: `python -m ...` in the repository root."""
+    return subprocess.run([PYTHON, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("digits")
+    images, labels = make_digits(384)
+    write_idx(directory / "train-images-idx3-ubyte.gz", images)
+    write_idx(directory / "train-labels-idx1-ubyte.gz", labels)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, digits_dir) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = run("training", "--preset", "tiny", "--data-dir", str(digits_dir), "--out", str(out), "--epochs", "2",
+                 "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, trained_run) -> Path:
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    result = run("export", str(trained_run), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`python -m service` in a subprocess on 127.0.0.1, waited on until /readyz says 200."""
+
+    def __init__(self, model: Path, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", "service", "--model", str(model), "--port", str(self.port)], cwd=ROOT,
+            env={**os.environ, "ACCESS_LOG": "0", **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"service exited: {self.process.stdout.read()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("service did not become ready in 60 s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(model_dir) -> Server:
+    live = Server(model_dir)
+    yield live
+    live.stop()
+
+
+@pytest.fixture()
+def client(server) -> httpx.Client:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http

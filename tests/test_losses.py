@@ -1,0 +1,100 @@
+"""The loss functions and networks, with a regression test for each bug known in public InfoGAN ports."""
+
+import math
+
+import torch
+from torch import nn
+
+from training.model import PRESETS, Discriminator, Generator, init_weights
+from training.train import gan_losses, generator_loss, information_loss, sample_latents
+
+CONFIG = PRESETS["tiny"]
+LAYOUT = CONFIG.layout()
+
+
+def networks():
+    torch.manual_seed(0)
+    generator, discriminator = Generator(CONFIG), Discriminator(CONFIG)
+    generator.apply(init_weights)
+    discriminator.apply(init_weights)
+    return generator, discriminator
+
+
+def latents(batch=16):
+    return sample_latents(LAYOUT, batch, torch.Generator().manual_seed(1), "cpu")
+
+
+def test_info_loss_reaches_generator_q_head_and_shared_trunk():
+    """Port bug: Q's gradient never reaches the shared trunk (or G)."""
+    generator, discriminator = networks()
+    noise, categorical, continuous = latents()
+    _, logits, mean, log_sigma = discriminator(generator(noise, categorical, continuous))
+    cross_entropy, nll = information_loss(LAYOUT, logits, mean, log_sigma, categorical, continuous)
+    (cross_entropy + nll).backward()
+    for name, module in [("trunk", discriminator.trunk), ("q_head", discriminator.q_head), ("generator", generator)]:
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None for g in grads), name
+        assert sum(float(g.abs().sum()) for g in grads) > 0, name
+    assert all(p.grad is None for p in discriminator.d_head.parameters())  # L_I does not train D's real/fake head
+
+
+def test_cross_entropy_takes_raw_logits_softmax_applied_once():
+    """Port bug: softmax applied before a cross-entropy that applies it again (caps confidence at ~1/K)."""
+    categorical = torch.arange(10).unsqueeze(1)
+    confident = torch.full((10, 10), -20.0)
+    confident[torch.arange(10), torch.arange(10)] = 20.0
+    none = torch.zeros(10, 0)
+    cross_entropy, _ = information_loss(LAYOUT, confident, none, none, categorical, none)
+    assert float(cross_entropy) < 1e-6  # double softmax would give ~log(10) - 1 + ... > 1.4
+    uniform, _ = information_loss(LAYOUT, torch.zeros(10, 10), none, none, categorical, none)
+    assert math.isclose(float(uniform), math.log(10), rel_tol=1e-6)
+
+
+def test_gaussian_nll_matches_the_formula_with_fixed_and_learned_sigma():
+    categorical = torch.zeros(1, 1, dtype=torch.long)
+    continuous, mean = torch.tensor([[0.5, -0.5]]), torch.tensor([[0.0, 0.0]])
+    _, fixed = information_loss(LAYOUT, torch.zeros(1, 10), mean, torch.zeros(1, 2), categorical, continuous)
+    assert math.isclose(float(fixed), 2 * (0.5 * math.log(2 * math.pi) + 0.125), rel_tol=1e-6)
+    log_sigma = torch.full((1, 2), math.log(0.5))
+    _, learned = information_loss(LAYOUT, torch.zeros(1, 10), mean, log_sigma, categorical, continuous)
+    assert math.isclose(float(learned), 2 * (math.log(0.5) + 0.5 * math.log(2 * math.pi) + 0.5), rel_tol=1e-6)
+
+
+def test_batchnorm_eps_is_pytorch_default():
+    """Port bug: BatchNorm2d(C, 0.8) passes 0.8 as eps, not momentum."""
+    for preset in ("mnist", "svhn"):
+        for network in (Generator(PRESETS[preset]), Discriminator(PRESETS[preset])):
+            norms = [m for m in network.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+            assert norms and all(m.eps == 1e-5 for m in norms)
+
+
+def test_real_fake_logit_has_its_own_head():
+    """Port bug: the real/fake logit is one column of the same linear layer as the codes."""
+    _, discriminator = networks()
+    discriminator.eval()
+    images = torch.randn(4, 1, 28, 28)
+    d_before, logits_before, _, _ = discriminator(images)
+    with torch.no_grad():
+        discriminator.q_head[-1].weight.add_(1.0)  # change every code output
+    d_after, logits_after, _, _ = discriminator(images)
+    assert torch.equal(d_before, d_after)
+    assert not torch.allclose(logits_before, logits_after)
+    assert discriminator.d_head.out_features == 1
+
+
+def test_generator_loss_is_non_saturating():
+    """With D confidently rejecting fakes, log(1 - D) saturates; the non-saturating loss keeps a gradient."""
+    d_fake = torch.full((8,), -10.0, requires_grad=True)
+    generator_loss(d_fake).backward()
+    assert d_fake.grad.abs().mean() > 0.1
+    assert math.isclose(float(gan_losses(torch.full((4,), 20.0), torch.full((4,), -20.0))), 0.0, abs_tol=1e-6)
+
+
+def test_one_hot_encoding_of_codes():
+    generator, _ = networks()
+    noise, categorical, continuous = latents(4)
+    latent = generator.latent(noise, categorical, continuous)
+    assert latent.shape == (4, LAYOUT.input_dim)
+    one_hot = latent[:, LAYOUT.noise_dim : LAYOUT.noise_dim + 10]
+    assert torch.equal(one_hot.argmax(1), categorical[:, 0]) and torch.equal(one_hot.sum(1), torch.ones(4))
+    assert torch.equal(latent[:, -2:], continuous)

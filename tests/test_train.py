@@ -1,0 +1,103 @@
+import json
+import subprocess
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import PYTHON, ROOT, run
+from training.checkpoint import load_checkpoint
+from training.model import PRESETS
+from training.train import alarms
+
+
+def test_smoke_run_writes_checkpoint_metrics_samples_and_label_map(trained_run):
+    lines = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2]
+    for key in ("loss_d", "loss_g", "info_cat_nats", "accuracy", "nmi", "elapsed_s", "alarms"):
+        assert key in lines[-1]
+    assert lines[-1]["info_cat_bound_nats"] == pytest.approx(2.302585, abs=1e-5)
+    assert 0 <= lines[-1]["accuracy"] <= 1
+    grid = Image.open(trained_run / "samples" / "epoch_002_c2.png")
+    assert grid.size == (10 * 30 + 2, 10 * 30 + 2)  # rows: c1's 10 values; columns: 10 steps of c2
+    state = load_checkpoint(trained_run / "checkpoint.pt")
+    assert state["step"] == 2 * (384 // 64)
+    labels = json.loads((trained_run / "label_map.json").read_text())
+    assert sorted(labels) == [str(d) for d in range(10)] == sorted(state["layout"].code("c1").labels)
+
+
+def test_help_explains_every_option():
+    result = run("training", "--help")
+    assert result.returncode == 0
+    for flag in ("--preset", "--data-dir", "--out", "--epochs", "--seed", "--device", "--resume", "--download",
+                 "--mirror", "--categorical", "--continuous", "--learn-sigma"):
+        assert flag in result.stdout
+
+
+def test_latent_layout_from_flags(tmp_path, digits_dir):
+    result = run("training", "--preset", "tiny", "--data-dir", str(digits_dir), "--out", str(tmp_path / "run"),
+                 "--epochs", "1", "--categorical", "10,4", "--continuous", "3", "--noise", "uniform", "--learn-sigma")
+    assert result.returncode == 0, result.stderr
+    layout = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["layout"]
+    assert [c.size for c in layout.categorical] == [10, 4] and len(layout.continuous) == 3
+    assert layout.noise == "uniform"
+
+
+def final_weights(run_dir):
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    return state["step"], {**state["generator"], **{f"d.{k}": v for k, v in state["discriminator"].items()}}
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, digits_dir):
+    common = ["--preset", "tiny", "--data-dir", str(digits_dir), "--epochs", "8", "--checkpoint-every", "2",
+              "--seed", "3", "--device", "cpu"]
+    straight = run("training", *common, "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr
+
+    killed_dir = tmp_path / "killed"
+    process = subprocess.Popen([PYTHON, "-m", "training", *common, "--out", str(killed_dir)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed_dir / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.kill()
+    process.wait()
+    killed_step, _ = final_weights(killed_dir)
+    assert 0 < killed_step < 8 * 6, "the run must die mid-way for this test to mean anything"
+
+    resumed = run("training", "--out", str(killed_dir), "--data-dir", str(digits_dir), "--resume", "--device", "cpu")
+    assert resumed.returncode == 0, resumed.stderr
+    step_a, weights_a = final_weights(tmp_path / "straight")
+    step_b, weights_b = final_weights(killed_dir)
+    assert step_a == step_b == 8 * 6
+    assert weights_a.keys() == weights_b.keys()
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    epochs = [json.loads(line)["epoch"] for line in (killed_dir / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, 9))
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, digits_dir):
+    result = run("training", "--out", str(tmp_path / "nothing"), "--data-dir", str(digits_dir), "--resume")
+    assert result.returncode == 2 and "checkpoint.pt: checkpoint not found" in result.stderr
+
+
+def test_alarms_name_the_symptoms():
+    config = PRESETS["mnist"]
+    layout = config.layout()
+    healthy = alarms(config, layout, epoch=5, loss_d=1.1, metrics={"unused_values": []}, info_cat=2.2)
+    assert healthy == []
+    found = alarms(config, layout, epoch=5, loss_d=0.001, metrics={"unused_values": [3, 8]}, info_cat=0.4)
+    assert len(found) == 3
+    assert "collapsed" in found[0] and "far below H(c) = 2.303" in found[1] and "[3, 8]" in found[2]
+    assert alarms(config, layout, epoch=1, loss_d=1.0, metrics={}, info_cat=0.1) == []  # too early to judge L_I
+
+
+def test_evaluate_cli_prints_the_metrics(trained_run, digits_dir):
+    result = run("training.evaluate", str(trained_run), "--data-dir", str(digits_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["images"] == 384 and 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["nmi"] <= 1
+    assert metrics["info_cat_nats"] <= metrics["info_cat_bound_nats"]
+    missing = run("training.evaluate", str(trained_run / "nope"), "--data-dir", str(digits_dir))
+    assert missing.returncode == 2 and "checkpoint not found" in missing.stderr

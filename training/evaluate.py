@@ -1,0 +1,61 @@
+"""Evaluates a checkpoint: how well Q's categorical code matches the labels of real images, and L_I.
+
+    python -m training.evaluate RUN_DIR --data-dir DIR [--checkpoint PATH] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_networks
+from training.data import DataError, load_dataset
+from training.train import code_metrics, information_loss, sample_latents
+
+
+@torch.no_grad()
+def evaluate(run_dir: Path, data_dir: Path, checkpoint: Path | None = None, samples: int = 10_000) -> dict:
+    state = load_checkpoint(checkpoint or run_dir / CHECKPOINT_NAME)
+    config, layout = state["config"], state["layout"]
+    generator, discriminator = load_networks(state)
+    dataset = load_dataset(config.dataset, data_dir, config.image_channels, config.image_size)
+    images = torch.from_numpy(dataset.images)
+    # L_I on fresh samples: H(c) - cross-entropy of Q's posterior, in nats (its upper bound is H(c)).
+    noise, categorical, continuous = sample_latents(layout, samples, torch.Generator().manual_seed(0), "cpu")
+    _, logits, mean, log_sigma = discriminator(generator(noise, categorical, continuous))
+    cross_entropy, nll = information_loss(layout, logits, mean, log_sigma, categorical, continuous)
+    bound = sum(code.entropy for code in layout.categorical)
+    return {
+        "checkpoint": str(checkpoint or run_dir / CHECKPOINT_NAME), "step": state["step"], "dataset": dataset.name,
+        "images": len(images), "info_cat_nats": bound - float(cross_entropy), "info_cat_bound_nats": bound,
+        "cont_nll": float(nll), **code_metrics(discriminator, dataset, images),
+        "label_map": layout.categorical[0].labels if layout.categorical else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="training run directory")
+    parser.add_argument("--data-dir", type=Path, required=True, help="dataset to evaluate on (labels needed for accuracy)")
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default: RUN_DIR/checkpoint.pt)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate(args.run_dir, args.data_dir, args.checkpoint)
+    except (CheckpointError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:20} {value:.4f}" if isinstance(value, float) else f"{key:20} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
