@@ -1,0 +1,309 @@
+"""The HTTP contract, against the real app under uvicorn on 127.0.0.1 serving an exported tiny model."""
+
+import asyncio
+import base64
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import httpx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from tests.conftest import ROOT, Server, run
+
+JSON = {"accept": "application/json"}
+
+
+def png_image(response) -> Image.Image:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return Image.open(io.BytesIO(response.content))
+
+
+def test_health_ready_info(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    info = client.get("/info").json()
+    assert info["image"] == {"channels": 1, "height": 28, "width": 28} and info["noise_dim"] == 8
+    assert [(c["index"], c["name"], c["kind"]) for c in info["codes"]] == [
+        (1, "c1", "categorical"), (2, "c2", "continuous"), (3, "c3", "continuous")]
+    assert info["codes"][0]["size"] == 10 and sorted(info["codes"][0]["labels"]) == [str(d) for d in range(10)]
+    assert (info["codes"][1]["low"], info["codes"][1]["high"]) == (-1.0, 1.0)
+    assert info["provider"] == "CPUExecutionProvider" and info["limits"]["max_images_per_request"] == 64
+    assert len(info["model"]["sha256"]["generator.onnx"]) == 64
+
+
+def test_generate_png_single_and_grid(client):
+    single = png_image(client.post("/generate", json={"seed": 1}))
+    assert single.size == (28, 28) and single.mode == "L"
+    grid = png_image(client.post("/generate", json={"n": 16, "seed": 1}))
+    assert grid.size == (8 * 30 + 2, 2 * 30 + 2)
+
+
+def test_generate_json_reports_every_code(client):
+    body = client.post("/generate", json={"codes": {"c1": 7, "c2": 1.5}, "n": 3, "seed": 5}, headers=JSON).json()
+    assert body["seed"] == 5 and len(body["images"]) == 3
+    for image in body["images"]:
+        assert image["codes"]["c1"] == 7 and image["codes"]["c2"] == 1.5 and -1 <= image["codes"]["c3"] <= 1
+        assert Image.open(io.BytesIO(base64.b64decode(image["png_base64"]))).size == (28, 28)
+    assert len({image["codes"]["c3"] for image in body["images"]}) == 3  # codes not given differ per image
+
+
+def test_same_body_same_bytes_and_one_code_moves_one_factor(client):
+    body = {"codes": [4, 0.25, -0.5], "n": 4, "seed": 123}
+    first, second = client.post("/generate", json=body), client.post("/generate", json=body)
+    assert first.content == second.content
+    drawn = client.post("/generate", json={"seed": 9, "n": 2}, headers=JSON).json()["images"]
+    # Pinning a code to the value the prior drew changes nothing: the draws never depend on given codes.
+    pinned = client.post("/generate", json={"seed": 9, "codes": {"c2": drawn[0]["codes"]["c2"]}}, headers=JSON).json()
+    assert pinned["images"][0] == drawn[0]
+    moved = client.post("/generate", json={"seed": 9, "n": 2, "codes": {"c2": -2.0}}, headers=JSON).json()["images"]
+    for before, after in zip(drawn, moved):
+        assert after["codes"] == {**before["codes"], "c2": -2.0}
+        assert after["png_base64"] != before["png_base64"]
+
+
+def test_label_selects_the_categorical_value(client):
+    labels = client.get("/info").json()["codes"][0]["labels"]
+    body = client.post("/generate", json={"label": "7", "n": 2}, headers=JSON).json()
+    assert all(image["codes"]["c1"] == labels.index("7") for image in body["images"])
+    assert client.post("/generate", json={"label": "seven"}).status_code == 422
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"codes": [1, 0.5]}, "codes"),
+    ({"codes": [1, 0.5, 0.1, 0.2]}, "codes"),
+    ({"codes": {"c9": 1}}, "c9"),
+    ({"codes": {"c1": 10}}, "c1"),
+    ({"codes": {"c1": -1}}, "c1"),
+    ({"codes": {"c1": 2.5}}, "c1"),
+    ({"codes": {"c1": "3"}}, "codes"),
+    ({"codes": {"c2": 5.5}}, "c2"),
+    ({"codes": {"c2": True}}, "codes"),
+    ({"n": 0}, "n"),
+    ({"n": 65}, "n"),
+    ({"n": 2.5}, "n"),
+    ({"seed": -1}, "seed"),
+    ({"seed": "abc"}, "seed"),
+    ({"extra": 1}, "extra"),
+    ({"label": 7}, "label"),
+    ([1, 2], "body"),
+])
+def test_generate_rejects_bad_input_naming_the_field(client, body, field):
+    response = client.post("/generate", json=body)
+    assert response.status_code == 422, response.text
+    assert field in json.dumps(response.json()["detail"])
+
+
+@pytest.mark.parametrize("raw", ['{"codes": [1, NaN, 0]}', '{"codes": {"c2": Infinity}}', '{"n": ', "not json"])
+def test_generate_rejects_non_finite_and_malformed_json(client, raw):
+    response = client.post("/generate", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+
+
+def test_body_over_one_mib_is_413(client):
+    response = client.post("/generate", content=b" " * (1 << 20 + 1), headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "body" in response.text
+
+
+def test_traverse_categorical_and_continuous(client):
+    grid = png_image(client.get("/traverse", params={"code": 1, "rows": 3, "seed": 2}))
+    assert grid.size == (10 * 30 + 2, 3 * 30 + 2)
+    body = client.get("/traverse", params={"code": "c2", "steps": 5, "rows": 2, "seed": 2, "c1": 3},
+                      headers=JSON).json()
+    assert body["code"] == "c2" and body["values"] == [-2.0, -1.0, 0.0, 1.0, 2.0]
+    assert [len(row["images"]) for row in body["rows"]] == [5, 5]
+    assert all(row["codes"]["c1"] == 3 and "c2" not in row["codes"] for row in body["rows"])
+    assert len(set(body["rows"][0]["images"])) == 5  # each column a different value of c2
+    again = client.get("/traverse", params={"code": "c2", "steps": 5, "rows": 2, "seed": 2, "c1": 3}, headers=JSON)
+    assert again.json() == body
+
+
+def test_traverse_row_equals_generate_of_the_same_seed_and_index(client):
+    row = client.get("/traverse", params={"code": "c1", "rows": 2, "seed": 77}, headers=JSON).json()["rows"][1]
+    generated = client.post("/generate", json={"seed": 77, "n": 2, "codes": {"c1": 4}}, headers=JSON).json()
+    assert generated["images"][1]["png_base64"] == row["images"][4]
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"code": "c7"}, "code"),
+    ({"code": "0"}, "code"),
+    ({}, "code"),
+    ({"code": 2, "steps": 1}, "steps"),
+    ({"code": 2, "steps": 33}, "steps"),
+    ({"code": 2, "rows": 0}, "rows"),
+    ({"code": 2, "low": 1, "high": -1}, "low"),
+    ({"code": 2, "high": 9}, "high"),
+    ({"code": 1, "c1": 3}, "c1"),
+    ({"code": 2, "c1": 11}, "c1"),
+    ({"code": 2, "c3": "wide"}, "c3"),
+    ({"code": 2, "c3": "nan"}, "c3"),
+    ({"code": 2, "c4": 1}, "c4"),
+])
+def test_traverse_rejects_bad_queries_naming_the_field(client, params, field):
+    response = client.get("/traverse", params=params)
+    assert response.status_code == 422, response.text
+    assert field in json.dumps(response.json()["detail"])
+
+
+def encode_png(client, image: Image.Image, kind="PNG") -> dict:
+    buffer = io.BytesIO()
+    image.save(buffer, format=kind)
+    response = client.post("/encode", content=buffer.getvalue(), headers={"content-type": f"image/{kind.lower()}"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_encode_reads_back_generated_images(client):
+    generated = png_image(client.post("/generate", json={"seed": 3}))
+    result = encode_png(client, generated)
+    assert set(result["codes"]) == {"c1", "c2", "c3"}
+    posterior = result["codes"]["c1"]
+    assert len(posterior["probabilities"]) == 10 and abs(sum(posterior["probabilities"]) - 1) < 1e-4
+    assert posterior["value"] == int(np.argmax(posterior["probabilities"]))
+    labels = client.get("/info").json()["codes"][0]["labels"]
+    assert result["label"] == labels[posterior["value"]]
+    assert isinstance(result["codes"]["c2"], float)
+    assert encode_png(client, generated.convert("RGB"), "JPEG")["codes"]["c1"]["probabilities"]
+
+
+def test_encode_inverts_dark_drawings_on_light_paper(client):
+    stroke = Image.new("L", (200, 200), 0)
+    stroke.paste(255, (90, 30, 110, 170))  # a bright vertical bar: a "1" as MNIST stores it
+    light_on_dark = encode_png(client, stroke)
+    dark_on_light = encode_png(client, Image.eval(stroke, lambda v: 255 - v).convert("RGBA"))
+    assert dark_on_light == light_on_dark
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid grayscale PNG header and a tiny compressed body claiming width x height pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (width + 1) * min(height, 64))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("content, content_type, status, message", [
+    (b"hello", "image/png", 422, "not a readable image/png"),
+    (b"", "image/png", 422, "empty"),
+    (b"{}", "application/json", 415, "Content-Type"),
+    (bomb_png(4097, 16), "image/png", 422, "4097 x 16"),
+    (bomb_png(30000, 30000), "image/png", 422, "too large to decode"),
+])
+def test_encode_rejects_bad_uploads(client, content, content_type, status, message):
+    response = client.post("/encode", content=content, headers={"content-type": content_type})
+    assert response.status_code == status, response.text
+    assert message in response.text
+
+
+def test_concurrent_requests_are_merged_and_answered_correctly(client, server):
+    def batch_stats():
+        lines = client.get("/metrics").text.splitlines()
+        value = {line.split("{")[0]: float(line.split()[-1]) for line in lines if line.startswith("inference_batch_size_")
+                 and 'model="generator"' in line}
+        return value["inference_batch_size_count"], value["inference_batch_size_sum"]
+
+    bodies = [{"seed": i, "codes": {"c1": i % 10}} for i in range(48)]
+    expected = [client.post("/generate", json=body).content for body in bodies]
+    count_before, sum_before = batch_stats()
+
+    async def fire():
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            return await asyncio.gather(*(http.post("/generate", json=body) for body in bodies))
+
+    responses = asyncio.run(fire())
+    assert [r.content for r in responses] == expected  # each answer is its own request's, batching or not
+    count_after, sum_after = batch_stats()
+    assert sum_after - sum_before == 48
+    assert count_after - count_before < 48  # fewer onnxruntime runs than requests: they were merged
+
+
+def test_metrics_are_prometheus_text(client):
+    client.get("/healthz")
+    text = client.get("/metrics").text
+    assert 'http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert "http_request_duration_seconds_bucket" in text and "inference_queue_depth" in text
+    assert 'inference_provider{provider="CPUExecutionProvider"} 1.0' in text
+
+
+def test_openapi_documents_every_route_with_examples(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/healthz", "/readyz", "/metrics", "/info", "/generate", "/traverse", "/encode"} <= set(schema["paths"])
+    assert schema["components"]["schemas"]["GenerateRequest"]["examples"]
+    assert "image/png" in schema["paths"]["/encode"]["post"]["requestBody"]["content"]
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+                           max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.fixed_dictionaries({}, optional={"codes": JSON_VALUES, "n": JSON_VALUES, "seed": JSON_VALUES,
+                                                "label": JSON_VALUES}) | JSON_VALUES)
+def test_no_generate_body_gives_a_500(client, body):
+    response = client.post("/generate", content=json.dumps(body), headers={"content-type": "application/json", **JSON})
+    assert response.status_code in (200, 422), response.text
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=st.dictionaries(st.sampled_from(["code", "steps", "rows", "low", "high", "seed", "c1", "c2", "c3", "x"]),
+                              st.text(max_size=6) | st.integers(-50, 50).map(str), max_size=6))
+def test_no_traverse_query_gives_a_500(client, params):
+    response = client.get("/traverse", params=params)
+    assert response.status_code in (200, 422), response.text
+
+
+def test_full_queue_answers_503_at_once(model_dir):
+    server = Server(model_dir, QUEUE_SIZE="1", MAX_BATCH="1", BATCH_WAIT_MS="0")
+    try:
+        async def flood():
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                return await asyncio.gather(*(http.post("/generate", json={"n": 64}) for _ in range(40)))
+
+        statuses = [r.status_code for r in asyncio.run(flood())]
+        assert set(statuses) <= {200, 503} and statuses.count(503) > 0 and statuses.count(200) > 0
+        busy = next(r for r in asyncio.run(flood()) if r.status_code == 503)
+        assert busy.headers["retry-after"] == "1" and "queue full" in busy.json()["detail"]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("missing", "model directory not found"),
+    ("empty", "generator.onnx: not found"),
+    ("corrupt", "not a loadable ONNX model"),
+])
+def test_bad_model_directory_stops_start_up_with_one_line(tmp_path, setup, message):
+    model = tmp_path / "model"
+    if setup != "missing":
+        model.mkdir()
+    if setup == "corrupt":
+        (model / "generator.onnx").write_bytes(b"garbage")
+    result = run("service", "--model", str(model), "--port", "1", timeout=60)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert message in result.stderr and str(model) in result.stderr
+
+
+def test_require_gpu_fails_without_cuda(model_dir):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("a CUDA provider is available here")
+    result = run("service", "--model", str(model_dir), "--port", "1", env={**os.environ, "REQUIRE_GPU": "1"})
+    assert result.returncode == 2 and "REQUIRE_GPU" in result.stderr and "CPUExecutionProvider" in result.stderr
+
+
+def test_service_never_imports_torch():
+    code = ("import sys, service.__main__, service.app; "
+            "sys.exit(any(name.split('.')[0] == 'torch' for name in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
