@@ -35,7 +35,7 @@ class _Request:
 def bucket_sizes(max_batch: int) -> list[int]:
     """1, 2, 4, ... up to max_batch (max_batch itself included)."""
     sizes = [1 << k for k in range(max_batch.bit_length()) if 1 << k < max_batch]
-    return sizes + [max_batch]
+    return [*sizes, max_batch]
 
 
 class MicroBatcher:

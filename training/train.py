@@ -96,15 +96,16 @@ def predict_codes(discriminator: Discriminator, images: torch.Tensor, batch: int
     """Q on real uint8 images: argmax of every categorical code (N, n_cat) and continuous means (N, n_cont)."""
     was_training = discriminator.training
     discriminator.eval()
+    sizes = [code.size for code in discriminator.layout.categorical]
     values, means = [], []
     for start in range(0, len(images), batch):
         _, logits, mean, _ = discriminator(images[start : start + batch].float() / 127.5 - 1)
-        offsets = np.cumsum([0] + [code.size for code in discriminator.layout.categorical])
-        values.append(torch.stack([logits[:, a:b].argmax(1) for a, b in zip(offsets[:-1], offsets[1:])] or
-                                  [logits.new_zeros(len(logits), dtype=torch.long)], 1).cpu())
+        parts = logits.split(sizes, dim=1) if sizes else []
+        values.append(torch.stack([part.argmax(1) for part in parts], 1).cpu() if parts
+                      else torch.zeros(len(logits), 0, dtype=torch.long))
         means.append(mean.float().cpu())
     discriminator.train(was_training)
-    return torch.cat(values).numpy()[:, : len(discriminator.layout.categorical)], torch.cat(means).numpy()
+    return torch.cat(values).numpy(), torch.cat(means).numpy()
 
 
 def code_metrics(discriminator: Discriminator, dataset: Dataset, images: torch.Tensor) -> dict:
@@ -262,7 +263,8 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             opt_g.step()
             discriminator.requires_grad_(True)
 
-            sums += torch.stack([loss_d.detach(), loss_g.detach(), ce.detach(), nll.detach(), torch.ones((), device=device)]).float()
+            losses = [loss_d, loss_g, ce, nll, torch.ones((), device=device)]
+            sums += torch.stack([loss.detach().float() for loss in losses])
             step += 1
             bar.update()
             if step % config.log_every == 0 or batch_index == steps_per_epoch - 1:
