@@ -332,13 +332,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="seed for weights, latents and data order (default 0)")
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
                         help="auto picks CUDA when available (bf16 autocast there), else the CPU")
-    parser.add_argument("--batch-size", type=int, help="images per step (default: the preset's, 64)")
+    parser.add_argument("--batch-size", type=int, help="images per step (default: the preset's, 128 for mnist)")
     parser.add_argument("--noise-dim", type=int, help="size of the noise vector z")
     parser.add_argument("--noise", choices=["normal", "uniform"], help="prior of z")
     parser.add_argument("--categorical", type=lambda s: [int(x) for x in s.split(",") if x],
                         help="sizes of the categorical codes, comma-separated, e.g. 10 or 10,10,10 ('' for none)")
     parser.add_argument("--continuous", type=int, help="number of continuous codes (uniform on [-1, 1])")
-    parser.add_argument("--lambda-cont", type=float, help="weight of the continuous codes' L_I (default 0.1)")
+    parser.add_argument("--lambda-cont", type=float, help="weight of the continuous codes' L_I (default 1, as the authors' code)")
     parser.add_argument("--learn-sigma", action="store_true", help="learn Q's sigma for continuous codes (default: fixed 1)")
     parser.add_argument("--lr-d", type=float, help="Adam learning rate of D and Q (default 2e-4)")
     parser.add_argument("--lr-g", type=float, help="Adam learning rate of G (default 1e-3)")
