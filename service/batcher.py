@@ -46,6 +46,7 @@ class MicroBatcher:
         self.buckets = bucket_sizes(max_batch)
         self.observe = observe
         self.waiting: collections.deque[_Request] = collections.deque()
+        self.concurrent = False  # did the last batch merge several requests? (then waiting pays off)
         self.wakeup = asyncio.Event()
 
     @property
@@ -87,11 +88,14 @@ class MicroBatcher:
             if not self.waiting:
                 self.wakeup.clear()
                 await self.wakeup.wait()
-            if self.wait_s and sum(r.size for r in self.waiting) < self.max_batch:
-                await asyncio.sleep(self.wait_s)  # the window: let concurrent requests join this batch
+            if self.wait_s and self.concurrent and sum(r.size for r in self.waiting) < self.max_batch:
+                # The window: under concurrent load, let more requests join this batch. A lone client
+                # (the last batch held one request) is answered at once instead.
+                await asyncio.sleep(self.wait_s)
             batch = self._take()
             if not batch:
                 continue
+            self.concurrent = len(batch) > 1 or bool(self.waiting)
             sizes = [request.size for request in batch]
             total = sum(sizes)
             padded = next((b for b in self.buckets if b >= total), total)

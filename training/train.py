@@ -14,6 +14,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -157,6 +158,62 @@ def sample_grids(generator: Generator, device: str, seed: int) -> dict[str, byte
 # ---------------------------------------------------------------------------------------------- training
 
 
+class Networks(NamedTuple):
+    generator: Generator
+    discriminator: Discriminator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+
+def build_networks(config: Config, device: str) -> Networks:
+    """G and D (with Q's head) at their initial weights, and their Adam optimisers."""
+    generator, discriminator = Generator(config).to(device), Discriminator(config).to(device)
+    generator.apply(init_weights)
+    discriminator.apply(init_weights)
+    # D's optimiser holds the shared trunk, D's head and Q's head: L_I trains all three (and G, below).
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
+    return Networks(generator, discriminator, opt_g, opt_d)
+
+
+def autocast_for(device: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (no loss scaling needed), full precision elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+
+
+def train_step(config: Config, layout: LatentLayout, networks: Networks, real: torch.Tensor, rng: torch.Generator,
+               autocast: contextlib.AbstractContextManager) -> torch.Tensor:
+    """One D/Q update and one G update on a batch of real images in [-1, 1].
+
+    Returns the detached losses [D, G, categorical cross-entropy, continuous NLL] without a host sync.
+    """
+    generator, discriminator, opt_g, opt_d = networks
+    noise, categorical, continuous = sample_latents(layout, len(real), rng, real.device.type)
+    with autocast:
+        fake = generator(noise, categorical, continuous)
+        # D and Q step: L_I on detached fakes trains the shared trunk and Q's head.
+        d_real = discriminator(real)[0]
+        d_fake, cat_logits, mean, log_sigma = discriminator(fake.detach())
+        loss_d = gan_losses(d_real, d_fake)
+        ce, nll = information_loss(layout, cat_logits, mean, log_sigma, categorical, continuous)
+        loss_dq = loss_d + config.lambda_cat * ce + config.lambda_cont * nll
+    opt_d.zero_grad(set_to_none=True)
+    loss_dq.backward()
+    opt_d.step()
+    # G step: fool D and make the codes recoverable; D's weights are held fixed.
+    discriminator.requires_grad_(False)
+    with autocast:
+        d_fake, cat_logits, mean, log_sigma = discriminator(fake)
+        ce_g, nll_g = information_loss(layout, cat_logits, mean, log_sigma, categorical, continuous)
+        loss_g = generator_loss(d_fake)
+        loss_total_g = loss_g + config.lambda_cat * ce_g + config.lambda_cont * nll_g
+    opt_g.zero_grad(set_to_none=True)
+    loss_total_g.backward()
+    opt_g.step()
+    discriminator.requires_grad_(True)
+    return torch.stack([loss.detach().float() for loss in (loss_d, loss_g, ce, nll)])
+
+
 def alarms(config: Config, layout: LatentLayout, epoch: int, loss_d: float, metrics: dict, info_cat: float) -> list[str]:
     """Symptoms of a failing InfoGAN run, in words a user can act on."""
     found = []
@@ -191,12 +248,8 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
 
     torch.manual_seed(config.seed)
     layout = config.layout()
-    generator, discriminator = Generator(config).to(device), Discriminator(config).to(device)
-    generator.apply(init_weights)
-    discriminator.apply(init_weights)
-    # D's optimiser holds the shared trunk, D's head and Q's head: L_I trains all three (and G, below).
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
+    networks = build_networks(config, device)
+    generator, discriminator, opt_g, opt_d = networks
     rng = torch.Generator(device).manual_seed(config.seed)
     images = torch.from_numpy(dataset.images).to(device)  # resident on the device: no loader, no copies
     steps_per_epoch = len(images) // config.batch_size
@@ -227,7 +280,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             "history": history, "dataset": dataset.name, "commands": commands,
         })
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+    autocast = autocast_for(device)
     bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr)
     started = time.perf_counter() - elapsed
     metrics: dict = history[-1] if history else {}
@@ -239,32 +292,9 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         for batch_index in range(position, steps_per_epoch):
             batch = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
             real = images[batch].float() / 127.5 - 1
-            noise, categorical, continuous = sample_latents(layout, config.batch_size, rng, device)
-            with autocast:
-                fake = generator(noise, categorical, continuous)
-                # D and Q step: L_I on detached fakes trains the shared trunk and Q's head.
-                d_real = discriminator(real)[0]
-                d_fake, cat_logits, mean, log_sigma = discriminator(fake.detach())
-                loss_d = gan_losses(d_real, d_fake)
-                ce, nll = information_loss(layout, cat_logits, mean, log_sigma, categorical, continuous)
-                loss_dq = loss_d + config.lambda_cat * ce + config.lambda_cont * nll
-            opt_d.zero_grad(set_to_none=True)
-            loss_dq.backward()
-            opt_d.step()
-            # G step: fool D and make the codes recoverable; D's weights are held fixed.
-            discriminator.requires_grad_(False)
-            with autocast:
-                d_fake, cat_logits, mean, log_sigma = discriminator(fake)
-                ce_g, nll_g = information_loss(layout, cat_logits, mean, log_sigma, categorical, continuous)
-                loss_g = generator_loss(d_fake)
-                loss_total_g = loss_g + config.lambda_cat * ce_g + config.lambda_cont * nll_g
-            opt_g.zero_grad(set_to_none=True)
-            loss_total_g.backward()
-            opt_g.step()
-            discriminator.requires_grad_(True)
+            losses = train_step(config, layout, networks, real, rng, autocast)
 
-            losses = [loss_d, loss_g, ce, nll, torch.ones((), device=device)]
-            sums += torch.stack([loss.detach().float() for loss in losses])
+            sums += torch.cat([losses, torch.ones(1, device=device)])
             step += 1
             bar.update()
             if step % config.log_every == 0 or batch_index == steps_per_epoch - 1:

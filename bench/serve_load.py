@@ -1,0 +1,124 @@
+"""Load test of the service: requests/s, images/s, latency percentiles and inference batch size.
+
+    python bench/serve_load.py [--model models/mnist] [--seconds 5] [--concurrency 1 4 16 64]
+
+Starts `python -m service` twice (micro-batching on, then off with MAX_BATCH=1) and drives each with a
+keep-alive HTTP/1.1 client on asyncio (one connection per concurrent client), for GET /healthz,
+POST /generate n=1 and n=16 (PNG). Prints one markdown table and a JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = {
+    "GET /healthz": ("GET", "/healthz", b"", 0),
+    "POST /generate n=1": ("POST", "/generate", b'{"n": 1}', 1),
+    "POST /generate n=16": ("POST", "/generate", b'{"n": 16}', 16),
+}
+
+
+async def client(host: str, port: int, request: bytes, stop: float, latencies: list[float], errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    while time.perf_counter() < stop:
+        started = time.perf_counter()
+        writer.write(request)
+        status_line = await reader.readline()
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        if b" 200 " not in status_line:
+            errors.append(int(status_line.split()[1]))
+        latencies.append(time.perf_counter() - started)
+    writer.close()
+
+
+def batch_stats(url: str) -> tuple[float, float]:
+    text = urllib.request.urlopen(url + "/metrics").read().decode()
+    values = dict(re.findall(r'^inference_batch_size_(count|sum)\{model="generator"\} (\S+)$', text, re.M))
+    return float(values.get("count", 0)), float(values.get("sum", 0))
+
+
+async def measure(url: str, port: int, case: str, concurrency: int, seconds: float) -> dict:
+    method, path, body, images = CASES[case]
+    request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    latencies: list[float] = []
+    errors: list[int] = []
+    count_before, sum_before = batch_stats(url)
+    stop = time.perf_counter() + seconds
+    started = time.perf_counter()
+    await asyncio.gather(*(client("127.0.0.1", port, request, stop, latencies, errors) for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    count_after, sum_after = batch_stats(url)
+    latencies.sort()
+
+    def percentile(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000
+
+    return {"case": case, "concurrency": concurrency, "requests_per_s": len(latencies) / elapsed,
+            "images_per_s": len(latencies) * images / elapsed, "p50_ms": percentile(50), "p95_ms": percentile(95),
+            "p99_ms": percentile(99), "errors": len(errors),
+            "avg_batch": (sum_after - sum_before) / (count_after - count_before) if count_after > count_before else None}
+
+
+def start_server(model: Path, port: int, env: dict) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "service", "--model", str(model), "--port", str(port)], cwd=ROOT,
+                               env={**os.environ, "ACCESS_LOG": "0", "LOG_LEVEL": "warning", **env})
+    for _ in range(300):
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz").status == 200:
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the service did not become ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each cell")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    args = parser.parse_args()
+    results = []
+    for mode, env in (("batching on", {}), ("batching off", {"MAX_BATCH": "1", "BATCH_WAIT_MS": "0"})):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = start_server(args.model, port, env)
+        try:
+            for case in CASES:
+                if mode == "batching off" and case == "GET /healthz":
+                    continue
+                for concurrency in args.concurrency:
+                    row = asyncio.run(measure(f"http://127.0.0.1:{port}", port, case, concurrency, args.seconds))
+                    results.append({"mode": mode, **row})
+                    print(json.dumps(results[-1]), file=sys.stderr)
+        finally:
+            server.terminate()
+            server.wait()
+    print("| mode | case | concurrency | req/s | images/s | p50 ms | p95 ms | p99 ms | avg batch | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        batch = f"{r['avg_batch']:.1f}" if r["avg_batch"] else "-"
+        print(f"| {r['mode']} | {r['case']} | {r['concurrency']} | {r['requests_per_s']:,.0f} | {r['images_per_s']:,.0f} | "
+              f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {batch} | {r['errors']} |")
+    print(json.dumps({"model": str(args.model), "seconds": args.seconds, "cpus": os.cpu_count(), "results": results}))
+
+
+if __name__ == "__main__":
+    main()
