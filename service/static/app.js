@@ -1,0 +1,204 @@
+// The playground: everything it shows comes from GET /info and the public API.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let info = null;
+let generation = null; // AbortController of the /generate request in flight
+let debounce = null;
+let encoded = null; // the last /encode answer
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+async function apiError(response) {
+  try {
+    const body = await response.json();
+    const detail = Array.isArray(body.detail)
+      ? body.detail.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("; ")
+      : body.detail;
+    return `${response.status}: ${detail}`;
+  } catch {
+    return `${response.status} ${response.statusText}`;
+  }
+}
+
+function codeValues() {
+  const values = {};
+  for (const code of info.codes) {
+    const input = $(`code-${code.name}`);
+    values[code.name] = code.kind === "categorical" ? parseInt(input.value, 10) : parseFloat(input.value);
+  }
+  return values;
+}
+
+function categoryName(code, value) {
+  return code.labels ? `${value} (${code.labels[value]})` : `${value}`;
+}
+
+function buildControls() {
+  const box = $("code-controls");
+  for (const code of info.codes) {
+    const row = document.createElement("div");
+    row.className = "control";
+    const label = document.createElement("label");
+    label.htmlFor = `code-${code.name}`;
+    label.textContent = `${code.name} (${code.kind})`;
+    row.append(label);
+    if (code.kind === "categorical") {
+      const select = document.createElement("select");
+      select.id = `code-${code.name}`;
+      for (let v = 0; v < code.size; v++) select.add(new Option(categoryName(code, v), v));
+      select.addEventListener("change", scheduleGenerate);
+      row.append(select);
+    } else {
+      const slider = Object.assign(document.createElement("input"),
+        { type: "range", id: `code-${code.name}`, min: -2, max: 2, step: 0.05, value: 0 });
+      const output = Object.assign(document.createElement("output"), { id: `value-${code.name}`, value: "0.00" });
+      output.htmlFor = slider.id;
+      slider.addEventListener("input", () => { output.value = Number(slider.value).toFixed(2); scheduleGenerate(); });
+      row.append(slider, output);
+    }
+    box.append(row);
+    $("traverse-code").add(new Option(`${code.name} (${code.kind})`, code.name));
+  }
+}
+
+function scheduleGenerate() {
+  clearTimeout(debounce);
+  debounce = setTimeout(generate, 60);
+}
+
+async function generate() {
+  if (generation) generation.abort(); // a newer request supersedes the older one
+  generation = new AbortController();
+  const body = { codes: codeValues(), seed: parseInt($("seed").value, 10), n: parseInt($("count").value, 10) };
+  try {
+    const response = await fetch("generate", {
+      method: "POST", signal: generation.signal,
+      headers: { "Content-Type": "application/json", Accept: "image/png" }, body: JSON.stringify(body),
+    });
+    if (!response.ok) return showError(await apiError(response));
+    const url = URL.createObjectURL(await response.blob());
+    const old = $("preview").src;
+    $("preview").src = url;
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    $("preview").dataset.request = JSON.stringify(body);
+    showError("");
+  } catch (error) {
+    if (error.name !== "AbortError") showError(`generate failed: ${error.message}`);
+  }
+}
+
+async function traverse() {
+  const target = $("traverse-code").value;
+  const params = new URLSearchParams({ code: target, rows: $("traverse-rows").value, seed: $("seed").value });
+  for (const [name, value] of Object.entries(codeValues())) if (name !== target) params.set(name, value);
+  try {
+    const response = await fetch(`traverse?${params}`, { headers: { Accept: "image/png" } });
+    if (!response.ok) return showError(await apiError(response));
+    $("traverse-grid").src = URL.createObjectURL(await response.blob());
+    $("traverse-grid").hidden = false;
+    showError("");
+  } catch (error) {
+    showError(`traverse failed: ${error.message}`);
+  }
+}
+
+function setUpCanvas() {
+  const canvas = $("canvas");
+  const context = canvas.getContext("2d");
+  const clear = () => { context.fillStyle = "#fff"; context.fillRect(0, 0, canvas.width, canvas.height); };
+  clear();
+  let drawing = false;
+  const point = (event) => {
+    const box = canvas.getBoundingClientRect();
+    return [(event.clientX - box.left) * canvas.width / box.width, (event.clientY - box.top) * canvas.height / box.height];
+  };
+  canvas.addEventListener("pointerdown", (event) => {
+    drawing = true;
+    canvas.setPointerCapture(event.pointerId);
+    context.beginPath();
+    context.moveTo(...point(event));
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (!drawing) return;
+    Object.assign(context, { lineWidth: 22, lineCap: "round", lineJoin: "round", strokeStyle: "#000" });
+    context.lineTo(...point(event));
+    context.stroke();
+  });
+  const stop = () => { drawing = false; };
+  canvas.addEventListener("pointerup", stop);
+  canvas.addEventListener("pointercancel", stop);
+  $("clear-button").addEventListener("click", clear);
+  const drawFile = (file) => {
+    if (!file) return;
+    const image = new Image();
+    image.onload = () => { clear(); context.drawImage(image, 0, 0, canvas.width, canvas.height); encode(); };
+    image.onerror = () => showError(`${file.name} is not an image the browser can read`);
+    image.src = URL.createObjectURL(file);
+  };
+  $("file").addEventListener("change", () => drawFile($("file").files[0]));
+  canvas.addEventListener("dragover", (event) => event.preventDefault());
+  canvas.addEventListener("drop", (event) => { event.preventDefault(); drawFile(event.dataTransfer.files[0]); });
+}
+
+async function encode() {
+  const blob = await new Promise((resolve) => $("canvas").toBlob(resolve, "image/png"));
+  try {
+    const response = await fetch("encode", { method: "POST", headers: { "Content-Type": "image/png" }, body: blob });
+    if (!response.ok) return showError(await apiError(response));
+    encoded = await response.json();
+    const lines = info.codes.map((code) => {
+      const value = encoded.codes[code.name];
+      return code.kind === "categorical"
+        ? `${code.name}: ${categoryName(code, value.value)}  p=${Math.max(...value.probabilities).toFixed(2)}`
+        : `${code.name}: ${value.toFixed(2)}`;
+    });
+    $("encode-result").textContent = (encoded.label !== null ? `label: ${encoded.label}\n` : "") + lines.join("\n");
+    $("load-codes").hidden = false;
+    showError("");
+  } catch (error) {
+    showError(`encode failed: ${error.message}`);
+  }
+}
+
+function loadEncodedCodes() {
+  for (const code of info.codes) {
+    const value = encoded.codes[code.name];
+    const input = $(`code-${code.name}`);
+    if (code.kind === "categorical") {
+      input.value = value.value;
+    } else {
+      input.value = Math.max(-2, Math.min(2, value));
+      $(`value-${code.name}`).value = Number(input.value).toFixed(2);
+    }
+  }
+  generate();
+}
+
+async function start() {
+  try {
+    const response = await fetch("info");
+    if (!response.ok) return showError(`cannot load the model description: ${await apiError(response)}`);
+    info = await response.json();
+  } catch (error) {
+    return showError(`cannot reach the service: ${error.message}`);
+  }
+  const { model, image } = info;
+  $("model-line").textContent = `${model.name} v${model.version} (${model.dataset}), ` +
+    `${image.width}x${image.height}x${image.channels}, running on ${info.provider}`;
+  $("preview").style.width = `${Math.max(224, image.width * 8)}px`;
+  buildControls();
+  setUpCanvas();
+  $("seed").addEventListener("input", scheduleGenerate);
+  $("count").addEventListener("input", scheduleGenerate);
+  $("new-seed").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * 2 ** 31); generate(); });
+  $("traverse-button").addEventListener("click", traverse);
+  $("encode-button").addEventListener("click", encode);
+  $("load-codes").addEventListener("click", loadEncodedCodes);
+  generate();
+}
+
+start();

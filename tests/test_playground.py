@@ -1,0 +1,112 @@
+"""End to end: the playground page in headless Chromium (Debian's) against the real service."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if not CHROMIUM and not os.environ.get("INFOGAN_REQUIRE_BROWSER"):
+    pytest.skip("Debian's chromium is not installed (make e2e-deps)", allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1000, "height": 1400})
+    page = context.new_page()
+    page.generate_bodies = []
+    page.on("request", lambda r: page.generate_bodies.append(json.loads(r.post_data))
+            if r.url.endswith("/generate") else None)
+    page.goto(server.url + "/")
+    expect(page.locator("#model-line")).to_contain_text("running on CPUExecutionProvider")
+    page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
+    yield page
+    context.close()
+
+
+PIXELS = """() => {
+    const image = document.getElementById('preview');
+    const canvas = Object.assign(document.createElement('canvas'), {width: image.naturalWidth, height: image.naturalHeight});
+    canvas.getContext('2d').drawImage(image, 0, 0);
+    return canvas.toDataURL();
+}"""
+
+
+def test_slider_moves_the_image(page):
+    first = page.evaluate(PIXELS)
+    slider = page.get_by_label("c2 (continuous)")
+    slider.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")  # keyboard-operable: 10 steps of 0.05
+    expect(page.locator("#value-c2")).to_have_text("0.50")
+    page.wait_for_function("JSON.parse(document.getElementById('preview').dataset.request).codes.c2 === 0.5")
+    assert page.generate_bodies[-1]["codes"]["c2"] == 0.5
+    page.wait_for_function("document.getElementById('preview').complete")
+    assert page.evaluate(PIXELS) != first
+    assert len(page.generate_bodies) < 12  # debounced: not one request per key press
+
+
+def test_categorical_control_shows_labels(page, client):
+    labels = client.get("/info").json()["codes"][0]["labels"]
+    options = page.locator("#code-c1 option").all_text_contents()
+    assert options == [f"{v} ({label})" for v, label in enumerate(labels)]
+
+
+def test_traversal_pins_the_other_codes(page):
+    page.get_by_label("c3 (continuous)").fill("1")
+    with page.expect_request(lambda r: "/traverse?" in r.url) as request:
+        page.get_by_role("button", name="Show traversal").click()
+    assert "code=c1" in request.value.url and "c3=1" in request.value.url
+    page.wait_for_function("document.getElementById('traverse-grid').naturalWidth > 0")
+    assert page.locator("#traverse-grid").is_visible()
+
+
+def test_draw_encode_and_load_codes(page, tmp_path):
+    box = page.locator("#canvas").bounding_box()
+    page.mouse.move(box["x"] + 140, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 140, box["y"] + 240, steps=12)
+    page.mouse.up()
+    with page.expect_response(lambda r: r.url.endswith("/encode")) as response:
+        page.get_by_role("button", name="Encode").click()
+    encoded = response.value.json()
+    expect(page.locator("#encode-result")).to_contain_text(f"label: {encoded['label']}")
+    page.get_by_role("button", name="Load these codes into the controls").click()
+    snapped = round(max(-2, min(2, encoded["codes"]["c2"])) / 0.05) * 0.05 + 0.0  # the slider's step; no "-0.00"
+    expected = f"{snapped:.2f}"
+    expect(page.locator("#value-c2")).to_have_text(expected)
+    expect(page.locator("#code-c1")).to_have_value(str(encoded["codes"]["c1"]["value"]))
+    screenshot = os.environ.get("PLAYGROUND_SCREENSHOT")
+    page.screenshot(path=screenshot or tmp_path / "playground.png", full_page=True)
+    assert Path(screenshot or tmp_path / "playground.png").stat().st_size > 10_000
+
+
+def test_api_errors_are_shown(page):
+    page.locator("#count").fill("100")
+    expect(page.locator("#error")).to_contain_text("422")
+    expect(page.locator("#error")).to_contain_text("n")
+
+
+def test_phone_viewport_keeps_the_controls_on_screen(browser, server):
+    context = browser.new_context(viewport={"width": 375, "height": 740}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375
+    context.close()
