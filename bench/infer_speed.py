@@ -14,18 +14,18 @@ import os
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from export.export import export_graph, finish_graph  # noqa: E402
-from training.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_networks  # noqa: E402
-from training.model import PRESETS, Generator  # noqa: E402
-from training.train import sample_latents  # noqa: E402
+from export.export import export_graph, finish_graph
+from training.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_networks
+from training.model import PRESETS, Generator
+from training.train import sample_latents
 
 BATCHES = (1, 16, 64, 256)
 
@@ -49,10 +49,8 @@ def main() -> None:
     parser.add_argument("--cuda", action="store_true", help="also time onnxruntime's CUDA provider and torch on CUDA")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.run:
-        generator = load_networks(load_checkpoint(args.run / CHECKPOINT_NAME))[0]
-    else:
-        generator = Generator(PRESETS["mnist"]).eval()
+    run = args.run / CHECKPOINT_NAME if args.run else None
+    generator = load_networks(load_checkpoint(run))[0] if run else Generator(PRESETS["mnist"]).eval()
     layout = generator.layout
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -70,12 +68,12 @@ def main() -> None:
             feeds = {"noise": noise.numpy(), "categorical": categorical.numpy(), "continuous": continuous.numpy()}
             row = {"batch": batch}
             with torch.inference_mode():
-                row["torch eager CPU"] = throughput(lambda: generator(noise, categorical, continuous), batch, args.seconds)
+                row["torch eager CPU"] = throughput(partial(generator, noise, categorical, continuous), batch, args.seconds)
             for name, session in sessions.items():
-                row[name] = throughput(lambda s=session: s.run(None, feeds), batch, args.seconds)
+                row[name] = throughput(partial(session.run, None, feeds), batch, args.seconds)
             row["ratio ort/torch"] = row["onnxruntime CPU"] / row["torch eager CPU"]
             rows.append(row)
-    print(f"| batch | torch eager CPU (img/s) | onnxruntime CPU (img/s) | ratio |"
+    print("| batch | torch eager CPU (img/s) | onnxruntime CPU (img/s) | ratio |"
           + "".join(f" {n} (img/s) |" for n in sessions if "CUDA" in n))
     print("|---|---|---|---|" + "---|" * sum("CUDA" in n for n in sessions))
     for row in rows:

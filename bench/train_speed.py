@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.model import PRESETS  # noqa: E402
-from training.train import autocast_for, build_networks, pick_device, train_step  # noqa: E402
+from training.model import PRESETS
+from training.train import autocast_for, build_networks, pick_device, train_step
 
 
 def synchronize(device: str) -> None:

@@ -32,4 +32,4 @@ USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["curl", "-fsS", "http://127.0.0.1:8000/readyz"]
-CMD ["python3", "-m", "service"]
+CMD ["python", "-m", "service"]

@@ -14,4 +14,4 @@ WORKDIR /app
 COPY training/ training/
 COPY export/ export/
 USER 10001
-CMD ["python3", "-m", "training", "--help"]
+CMD ["python", "-m", "training", "--help"]
