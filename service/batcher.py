@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ class _Request:
     feeds: dict[str, np.ndarray]
     size: int
     future: asyncio.Future
+    finish: Callable[[list[np.ndarray]], Any]  # runs on the inference thread, on this request's outputs
 
 
 def bucket_sizes(max_batch: int) -> list[int]:
@@ -53,11 +55,16 @@ class MicroBatcher:
     def depth(self) -> int:
         return len(self.waiting)
 
-    async def submit(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Queues one request (any number of images) and waits for its outputs."""
+    async def submit(self, feeds: dict[str, np.ndarray], finish: Callable[[list[np.ndarray]], Any] = list) -> Any:
+        """Queues one request (any number of images) and waits for finish(its outputs).
+
+        `finish` (e.g. PNG encoding) runs on the inference thread right after the batch, so the event loop
+        neither blocks on it nor pays a second thread hop.
+        """
         if len(self.waiting) >= self.queue_size:
             raise Overloaded(f"inference queue full ({self.queue_size} requests waiting)")
-        request = _Request(feeds, len(next(iter(feeds.values()))), asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        request = _Request(feeds, len(next(iter(feeds.values()))), loop.create_future(), finish)
         self.waiting.append(request)
         self.wakeup.set()
         return await request.future
@@ -105,14 +112,28 @@ class MicroBatcher:
                 feeds[name] = np.concatenate([joined, np.repeat(joined[-1:], padded - total, axis=0)])
             self.observe(total)
             try:
-                outputs = await loop.run_in_executor(self.executor, self.run, feeds)
+                results = await loop.run_in_executor(self.executor, self._run_batch, feeds, batch)
             except Exception as error:  # one bad batch must not stop the loop; its requests get the error
                 log.exception("inference failed")
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(error)
-                continue
-            offsets = np.cumsum([0, *sizes])
-            for request, start, end in zip(batch, offsets[:-1], offsets[1:]):
-                if not request.future.done():
-                    request.future.set_result([output[start:end] for output in outputs])
+                results = [error] * len(batch)
+            for request, result in zip(batch, results):
+                if request.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    request.future.set_exception(result)
+                else:
+                    request.future.set_result(result)
+
+    def _run_batch(self, feeds: dict[str, np.ndarray], batch: list[_Request]) -> list[Any]:
+        """On the inference thread: one run, then each request's finish on its slice (errors kept per request)."""
+        outputs = self.run(feeds)
+        results: list[Any] = []
+        start = 0
+        for request in batch:
+            mine = [output[start : start + request.size] for output in outputs]
+            start += request.size
+            try:
+                results.append(request.finish(mine))
+            except Exception as error:
+                results.append(error)
+        return results

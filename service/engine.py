@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -55,19 +57,17 @@ class Engine:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _submit(self, batcher: MicroBatcher, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    async def _submit(self, batcher: MicroBatcher, feeds: dict[str, np.ndarray], finish: Callable) -> Any:
         try:
             async with asyncio.timeout(self.settings.request_timeout_s):
-                return await batcher.submit(feeds)
+                return await batcher.submit(feeds, finish)
         except TimeoutError:
             raise DeadlineExceeded(f"no answer within the {self.settings.request_timeout_s:g} s deadline") from None
 
-    async def generate(self, latents: Latents) -> np.ndarray:
-        """uint8 images (B, C, H, W) for the latents."""
-        (images,) = await self._submit(self.generator, latents.feeds())
-        return to_uint8(images)
+    async def generate(self, latents: Latents, finish: Callable[[np.ndarray], Any]) -> Any:
+        """finish(uint8 images (B, C, H, W)), computed on the inference thread (e.g. PNG encoding)."""
+        return await self._submit(self.generator, latents.feeds(), lambda outputs: finish(to_uint8(outputs[0])))
 
     async def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Q's categorical probabilities (B, sum of sizes) and continuous means (B, n_cont)."""
-        probabilities, means = await self._submit(self.encoder, {"images": images})
-        return probabilities, means
+        return await self._submit(self.encoder, {"images": images}, tuple)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import secrets
+from functools import partial
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -95,13 +96,12 @@ async def generate(body: schemas.GenerateRequest, request: Request) -> Response:
         values[labelled.name] = labelled.labels.index(body.label)
     seed = new_seed() if body.seed is None else body.seed
     latents = pin(layout, draw(layout, seed, range(body.n)), values)
-    images = await engine.generate(latents)
     headers = {"X-Seed": str(seed)}
     if wants_json(request):
-        pngs = await run_in_threadpool(b64_pngs, images)
+        pngs = await engine.generate(latents, b64_pngs)
         return JSONResponse({"seed": seed, "images": [
             {"png_base64": png, "codes": latents.codes(layout, i)} for i, png in enumerate(pngs)]}, headers=headers)
-    png = await run_in_threadpool(grid_png, images, min(body.n, 8))
+    png = await engine.generate(latents, partial(grid_png, columns=min(body.n, 8)))
     return Response(png, media_type="image/png", headers=headers)
 
 
@@ -140,15 +140,14 @@ async def traverse(
     grid = Latents(*(np.repeat(part, len(values), axis=0) for part in (base.noise, base.categorical, base.continuous)))
     for column, value in enumerate(values):
         pin(layout, _column(grid, column, len(values)), {target.name: value})
-    images = await engine.generate(grid)
     headers = {"X-Seed": str(seed)}
     if wants_json(request):
-        pngs = await run_in_threadpool(b64_pngs, images)
+        pngs = await engine.generate(grid, b64_pngs)
         fixed = [{k: v for k, v in base.codes(layout, r).items() if k != target.name} for r in range(rows)]
         return JSONResponse({"code": target.name, "seed": seed, "values": values, "rows": [
             {"codes": fixed[r], "images": pngs[r * len(values) : (r + 1) * len(values)]} for r in range(rows)]},
             headers=headers)
-    png = await run_in_threadpool(grid_png, images, len(values))
+    png = await engine.generate(grid, partial(grid_png, columns=len(values)))
     return Response(png, media_type="image/png", headers=headers)
 
 
@@ -180,8 +179,9 @@ async def encode(request: Request) -> dict:
         raise HTTPException(415, f"Content-Type must be image/png or image/jpeg, got {content_type or 'none'!r}")
     image_info = engine.model.image
     body = await request.body()
-    image = await run_in_threadpool(decode, body, content_type, engine.settings.max_upload_pixels, MAX_UPLOAD_SIDE)
-    array = await run_in_threadpool(to_model_input, image, image_info["channels"], image_info["height"])
+    array = await run_in_threadpool(lambda: to_model_input(
+        decode(body, content_type, engine.settings.max_upload_pixels, MAX_UPLOAD_SIDE),
+        image_info["channels"], image_info["height"]))
     probabilities, means = await engine.encode(array)
     layout = engine.model.layout
     codes: dict = {}
