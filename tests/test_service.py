@@ -278,6 +278,24 @@ def test_full_queue_answers_503_at_once(model_dir):
         server.stop()
 
 
+def test_request_past_its_deadline_gets_503(model_dir):
+    server = Server(model_dir, REQUEST_TIMEOUT_S="0.0001")
+    try:
+        response = httpx.post(server.url + "/generate", json={"n": 64}, timeout=30)
+        assert response.status_code == 503 and "deadline" in response.json()["detail"]
+        assert response.headers["retry-after"] == "1"
+        assert httpx.get(server.url + "/healthz").status_code == 200  # the service carries on
+    finally:
+        server.stop()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=300), content_type=st.sampled_from(["image/png", "image/jpeg", "text/plain", ""]))
+def test_no_encode_upload_gives_a_500(client, body, content_type):
+    response = client.post("/encode", content=body, headers={"content-type": content_type})
+    assert response.status_code in (200, 415, 422), response.text
+
+
 @pytest.mark.parametrize("setup, message", [
     ("missing", "model directory not found"),
     ("empty", "generator.onnx: not found"),
