@@ -46,10 +46,10 @@ def sample_latents(
         or [torch.empty(batch, dtype=torch.long, device=device)],
         dim=1,
     )[:, : len(layout.categorical)]
-    lows = torch.tensor([code.low for code in layout.continuous], device=device)
-    highs = torch.tensor([code.high for code in layout.continuous], device=device)
-    uniform = torch.rand(batch, len(layout.continuous), generator=generator, device=device)
-    return noise, categorical, lows + uniform * (highs - lows)
+    continuous = torch.rand(batch, len(layout.continuous), generator=generator, device=device)
+    for j, code in enumerate(layout.continuous):  # scalar ops in place: no host-to-device copy per step
+        continuous[:, j].mul_(code.high - code.low).add_(code.low)
+    return noise, categorical, continuous
 
 
 # ---------------------------------------------------------------------------------------------- losses
