@@ -41,11 +41,9 @@ def sample_latents(
         noise = torch.randn(batch, layout.noise_dim, generator=generator, device=device)
     else:
         noise = torch.rand(batch, layout.noise_dim, generator=generator, device=device) * 2 - 1
-    categorical = torch.stack(
-        [torch.randint(code.size, (batch,), generator=generator, device=device) for code in layout.categorical]
-        or [torch.empty(batch, dtype=torch.long, device=device)],
-        dim=1,
-    )[:, : len(layout.categorical)]
+    categorical = torch.zeros(batch, len(layout.categorical), dtype=torch.long, device=device)
+    for i, code in enumerate(layout.categorical):
+        categorical[:, i] = torch.randint(code.size, (batch,), generator=generator, device=device)
     continuous = torch.rand(batch, len(layout.continuous), generator=generator, device=device)
     for j, code in enumerate(layout.continuous):  # scalar ops in place: no host-to-device copy per step
         continuous[:, j].mul_(code.high - code.low).add_(code.low)
