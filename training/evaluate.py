@@ -29,11 +29,11 @@ def evaluate(run_dir: Path, data_dir: Path, checkpoint: Path | None = None, samp
     _, logits, mean, log_sigma = discriminator(generator(noise, categorical, continuous))
     cross_entropy, nll = information_loss(layout, logits, mean, log_sigma, categorical, continuous)
     bound = sum(code.entropy for code in layout.categorical)
+    real_metrics, labels = code_metrics(discriminator, dataset, images)
     return {
         "checkpoint": str(checkpoint or run_dir / CHECKPOINT_NAME), "step": state["step"], "dataset": dataset.name,
         "images": len(images), "info_cat_nats": bound - float(cross_entropy), "info_cat_bound_nats": bound,
-        "cont_nll": float(nll), **code_metrics(discriminator, dataset, images),
-        "label_map": layout.categorical[0].labels if layout.categorical else None,
+        "cont_nll": float(nll), **real_metrics, "label_map": labels,
     }
 
 

@@ -1,4 +1,4 @@
-"""Unsupervised accuracy and NMI of a categorical code against true labels."""
+"""How well a categorical code matches true labels: the Hungarian match of values to classes, and NMI."""
 
 from __future__ import annotations
 
@@ -22,12 +22,6 @@ def hungarian_map(predicted: np.ndarray, labels: np.ndarray, n_values: int, n_cl
     mapping = np.full(n_values, -1, dtype=np.int64)
     mapping[rows] = cols
     return mapping
-
-
-def cluster_accuracy(predicted: np.ndarray, labels: np.ndarray, n_values: int, n_classes: int) -> float:
-    """Fraction of samples whose code value, mapped one-to-one to a class, equals their label."""
-    mapping = hungarian_map(predicted, labels, n_values, n_classes)
-    return float(np.mean(mapping[predicted] == labels))
 
 
 def nmi(predicted: np.ndarray, labels: np.ndarray, n_values: int, n_classes: int) -> float:

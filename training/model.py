@@ -7,7 +7,7 @@ so a code never shares a column with the real/fake logit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -44,7 +44,6 @@ class Config:
     seed: int = 0
     checkpoint_every: int = 500  # steps
     log_every: int = 25  # steps between progress-bar updates (each one is a host sync on CUDA)
-    notes: list[str] = field(default_factory=list)
 
     def layout(self) -> LatentLayout:
         return LatentLayout.build(self.noise_dim, self.categorical, self.continuous, self.noise)

@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from training.checkpoint import CHECKPOINT_NAME, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from training.data import IDX_DATASETS, DataError, Dataset, download, load_dataset
 from training.images import png_bytes, tile, to_uint8
 from training.latent import LatentLayout
-from training.metrics import cluster_accuracy, hungarian_map, nmi
+from training.metrics import hungarian_map, nmi
 from training.model import PRESETS, Config, Discriminator, Generator, init_weights
 
 log = logging.getLogger("training")
@@ -91,43 +91,35 @@ def generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_codes(discriminator: Discriminator, images: torch.Tensor, batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Q on real uint8 images: argmax of every categorical code (N, n_cat) and continuous means (N, n_cont)."""
+def predict_codes(discriminator: Discriminator, images: torch.Tensor, batch: int = 1000) -> np.ndarray:
+    """Q's most probable value of every categorical code on real uint8 images: (N, n_cat)."""
     was_training = discriminator.training
     discriminator.eval()
     sizes = [code.size for code in discriminator.layout.categorical]
-    values, means = [], []
+    values = []
     for start in range(0, len(images), batch):
-        _, logits, mean, _ = discriminator(images[start : start + batch].float() / 127.5 - 1)
-        parts = logits.split(sizes, dim=1) if sizes else []
-        values.append(torch.stack([part.argmax(1) for part in parts], 1).cpu() if parts
-                      else torch.zeros(len(logits), 0, dtype=torch.long))
-        means.append(mean.float().cpu())
+        logits = discriminator(images[start : start + batch].float() / 127.5 - 1)[1]
+        values.append(torch.stack([part.argmax(1) for part in logits.split(sizes, dim=1)], 1).cpu())
     discriminator.train(was_training)
-    return torch.cat(values).numpy(), torch.cat(means).numpy()
+    return torch.cat(values).numpy()
 
 
-def code_metrics(discriminator: Discriminator, dataset: Dataset, images: torch.Tensor) -> dict:
-    """Accuracy and NMI of the first categorical code on real images (when labelled), and its unused values."""
+def code_metrics(discriminator: Discriminator, dataset: Dataset, images: torch.Tensor) -> tuple[dict, list[str] | None]:
+    """How c1 reads real images: its unused values and, when the data is labelled, accuracy, NMI and the
+    label map (the class of each value, matched one-to-one with the Hungarian method)."""
     layout = discriminator.layout
     if not layout.categorical:
-        return {}
-    predicted = predict_codes(discriminator, images)[0][:, 0]
+        return {}, None
+    predicted = predict_codes(discriminator, images)[:, 0]
     size = layout.categorical[0].size
     metrics: dict = {"unused_values": [int(v) for v in np.flatnonzero(np.bincount(predicted, minlength=size) == 0)]}
-    if dataset.labels is not None:
-        n_classes = len(dataset.class_names or [])
-        metrics["accuracy"] = cluster_accuracy(predicted, dataset.labels, size, n_classes)
-        metrics["nmi"] = nmi(predicted, dataset.labels, size, n_classes)
-    return metrics
-
-
-def label_map(discriminator: Discriminator, dataset: Dataset, images: torch.Tensor) -> list[str]:
-    """Class name of each value of the first categorical code (Hungarian match on real labelled images)."""
-    size = discriminator.layout.categorical[0].size
-    predicted = predict_codes(discriminator, images)[0][:, 0]
-    mapping = hungarian_map(predicted, dataset.labels, size, len(dataset.class_names))
-    return [dataset.class_names[m] if m >= 0 else f"value {v}" for v, m in enumerate(mapping)]
+    if dataset.labels is None:
+        return metrics, None
+    names = dataset.class_names
+    mapping = hungarian_map(predicted, dataset.labels, size, len(names))
+    metrics["accuracy"] = float(np.mean(mapping[predicted] == dataset.labels))  # unsupervised accuracy
+    metrics["nmi"] = nmi(predicted, dataset.labels, size, len(names))
+    return metrics, [names[m] if m >= 0 else f"value {v}" for v, m in enumerate(mapping)]
 
 
 @torch.no_grad()
@@ -266,6 +258,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         opt_d.load_state_dict(state["opt_d"])
         rng.set_state(state["rng"].cpu() if device == "cpu" else state["rng"])
         step, elapsed, sums = state["step"], state["elapsed"], state["sums"].to(device)
+        layout = state["layout"]  # with the label map of the last finished epoch
         history = [m for m in state["history"] if m["epoch"] <= step // steps_per_epoch]
         commands = state.get("commands", []) + commands
         log.info("resumed from %s at step %d of %d", checkpoint_path, step, total_steps)
@@ -309,10 +302,11 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         sums.zero_()
         bound = sum(c.entropy for c in layout.categorical)
         elapsed = time.perf_counter() - started
+        real_metrics, labels = code_metrics(discriminator, dataset, images)
         metrics = {
             "epoch": epoch + 1, "step": step, "loss_d": loss_d_avg, "loss_g": loss_g_avg,
             "info_cat_nats": bound - ce_avg, "info_cat_bound_nats": bound, "cont_nll": nll_avg,
-            **code_metrics(discriminator, dataset, images), "elapsed_s": round(elapsed, 2), "device": device,
+            **real_metrics, "elapsed_s": round(elapsed, 2), "device": device,
         }
         metrics["alarms"] = alarms(config, layout, epoch + 1, loss_d_avg, metrics, bound - ce_avg)
         for alarm in metrics["alarms"]:
@@ -322,11 +316,10 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         log.info("epoch %d %s", epoch + 1, json.dumps({k: v for k, v in metrics.items() if k != "alarms"}))
         for name, png in sample_grids(generator, device, config.seed).items():
             (out_dir / "samples" / f"epoch_{epoch + 1:03d}_{name}.png").write_bytes(png)
-        if dataset.labels is not None and layout.categorical:
-            labels = label_map(discriminator, dataset, images)
+        if labels:
             layout = layout.with_labels(layout.categorical[0].name, labels)
         checkpoint()
-        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in history))
+        atomic_write(metrics_path, lambda out: out.write("".join(json.dumps(m) + "\n" for m in history).encode()))
     bar.close()
     if layout.categorical and layout.categorical[0].labels:
         (out_dir / "label_map.json").write_text(json.dumps(layout.categorical[0].labels, indent=1) + "\n")
