@@ -38,8 +38,22 @@ class Latents:
         values = [int(v) for v in self.categorical[i]] + [float(v) for v in self.continuous[i]]
         return {code.name: value for code, value in zip(layout.codes, values)}
 
+    def every(self, start: int, step: int) -> Latents:
+        """A view of rows start, start + step, ... (writes go through): one column of a row-major grid."""
+        return Latents(self.noise[start::step], self.categorical[start::step], self.continuous[start::step])
+
     def feeds(self) -> dict[str, np.ndarray]:
         return {"noise": self.noise, "categorical": self.categorical, "continuous": self.continuous}
+
+
+def parse_number(raw: str, field: str) -> int | float:
+    """A query-string number: an int when it reads as one, else a float."""
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    raise CodeError(field, f"{field} must be a number, got {raw!r}")
 
 
 def check_value(code: Code, value: object, field: str) -> int | float:
@@ -101,3 +115,17 @@ def pin(layout: LatentLayout, latents: Latents, values: dict[str, int | float]) 
         else:
             latents.continuous[:, layout.continuous.index(code)] = value
     return latents
+
+
+def traversal(layout: LatentLayout, target: Code, values: list, rows: int, seed: int,
+              pins: dict[str, int | float]) -> tuple[Latents, Latents]:
+    """The latents of a traversal grid, row-major, and of its rows.
+
+    Row r holds image r's draws (as /generate with the same seed) with the pins applied; column j sets the
+    traversed code to values[j].
+    """
+    base = pin(layout, draw(layout, seed, range(rows)), pins)
+    grid = Latents(*(np.repeat(part, len(values), axis=0) for part in (base.noise, base.categorical, base.continuous)))
+    for column, value in enumerate(values):
+        pin(layout, grid.every(column, len(values)), {target.name: value})
+    return grid, base

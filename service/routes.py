@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import secrets
+from collections.abc import Callable
 from functools import partial
 
 import numpy as np
@@ -15,7 +16,17 @@ from starlette.concurrency import run_in_threadpool
 from service import schemas
 from service.engine import Engine
 from service.imaging import ACCEPTED_TYPES, decode, to_model_input
-from service.latents import CONTINUOUS_LIMIT, CodeError, Latents, check_value, draw, parse_codes, pin
+from service.latents import (
+    CONTINUOUS_LIMIT,
+    CodeError,
+    Latents,
+    check_value,
+    draw,
+    parse_codes,
+    parse_number,
+    pin,
+    traversal,
+)
 from training.images import png_bytes, tile
 
 router = APIRouter()
@@ -44,6 +55,16 @@ def b64_pngs(images: np.ndarray) -> list[str]:
 
 def grid_png(images: np.ndarray, columns: int) -> bytes:
     return png_bytes(tile(images, columns)) if len(images) > 1 else png_bytes(images[0])
+
+
+async def images_response(request: Request, latents: Latents, columns: int, seed: int,
+                          json_body: Callable[[list[str]], dict]) -> Response:
+    """One PNG (a grid of `columns` when several images), or with `Accept: application/json` json_body(PNGs)."""
+    engine, headers = engine_of(request), {"X-Seed": str(seed)}
+    if wants_json(request):
+        return JSONResponse(json_body(await engine.generate(latents, b64_pngs)), headers=headers)
+    png = await engine.generate(latents, partial(grid_png, columns=columns))
+    return Response(png, media_type="image/png", headers=headers)
 
 
 @router.get("/healthz", summary="Liveness: 200 while the process lives")
@@ -96,13 +117,8 @@ async def generate(body: schemas.GenerateRequest, request: Request) -> Response:
         values[labelled.name] = labelled.labels.index(body.label)
     seed = new_seed() if body.seed is None else body.seed
     latents = pin(layout, draw(layout, seed, range(body.n)), values)
-    headers = {"X-Seed": str(seed)}
-    if wants_json(request):
-        pngs = await engine.generate(latents, b64_pngs)
-        return JSONResponse({"seed": seed, "images": [
-            {"png_base64": png, "codes": latents.codes(layout, i)} for i, png in enumerate(pngs)]}, headers=headers)
-    png = await engine.generate(latents, partial(grid_png, columns=min(body.n, 8)))
-    return Response(png, media_type="image/png", headers=headers)
+    return await images_response(request, latents, min(body.n, 8), seed, lambda pngs: {"seed": seed, "images": [
+        {"png_base64": png, "codes": latents.codes(layout, i)} for i, png in enumerate(pngs)]})
 
 
 @router.get("/traverse", summary="A traversal grid: one code's values across, independent draws down",
@@ -130,40 +146,20 @@ async def traverse(
         if name in {c.name for c in layout.codes}:
             if name == target.name:
                 raise CodeError(name, f"{name} is the traversed code; it cannot also be pinned")
-            pins[name] = check_value(layout.code(name), _number(raw, name), name)
+            pins[name] = check_value(layout.code(name), parse_number(raw, name), name)
         elif name not in {"code", "steps", "rows", "low", "high", "seed"}:
             raise CodeError(name, f"unknown query parameter {name!r}; codes are {', '.join(c.name for c in layout.codes)}")
     values = list(range(target.size)) if target.kind == "categorical" else [
         float(v) for v in np.linspace(low, high, steps)]
     seed = new_seed() if seed is None else seed
-    base = pin(layout, draw(layout, seed, range(rows)), pins)
-    grid = Latents(*(np.repeat(part, len(values), axis=0) for part in (base.noise, base.categorical, base.continuous)))
-    for column, value in enumerate(values):
-        pin(layout, _column(grid, column, len(values)), {target.name: value})
-    headers = {"X-Seed": str(seed)}
-    if wants_json(request):
-        pngs = await engine.generate(grid, b64_pngs)
+    grid, base = traversal(layout, target, values, rows, seed, pins)
+
+    def json_body(pngs: list[str]) -> dict:
         fixed = [{k: v for k, v in base.codes(layout, r).items() if k != target.name} for r in range(rows)]
-        return JSONResponse({"code": target.name, "seed": seed, "values": values, "rows": [
-            {"codes": fixed[r], "images": pngs[r * len(values) : (r + 1) * len(values)]} for r in range(rows)]},
-            headers=headers)
-    png = await engine.generate(grid, partial(grid_png, columns=len(values)))
-    return Response(png, media_type="image/png", headers=headers)
+        return {"code": target.name, "seed": seed, "values": values, "rows": [
+            {"codes": fixed[r], "images": pngs[r * len(values) : (r + 1) * len(values)]} for r in range(rows)]}
 
-
-def _number(raw: str, name: str) -> int | float:
-    try:
-        return int(raw)
-    except ValueError:
-        try:
-            return float(raw)
-        except ValueError:
-            raise CodeError(name, f"{name} must be a number, got {raw!r}") from None
-
-
-def _column(grid: Latents, column: int, columns: int) -> Latents:
-    """A view of one column of a row-major grid of latents (writes go through to the grid)."""
-    return Latents(grid.noise[column::columns], grid.categorical[column::columns], grid.continuous[column::columns])
+    return await images_response(request, grid, len(values), seed, json_body)
 
 
 @router.post("/encode", response_model=schemas.EncodeResponse, responses=ERRORS,
