@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -15,6 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from training.evaluate import evaluate
+
+
+def percent(fraction: float) -> str:
+    """Two decimals, truncated: a reported accuracy is never rounded up."""
+    return f"{math.floor(fraction * 10000) / 100:.2f}%"
 
 
 def main() -> None:
@@ -34,12 +40,12 @@ def main() -> None:
     print("| run | seed | accuracy | NMI | L_I (nats) / H(c) | epochs (steps) | wall time | device |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['run']} | {r['seed']} | {100 * r['accuracy']:.2f}% | {r['nmi']:.3f} | "
+        print(f"| {r['run']} | {r['seed']} | {percent(r['accuracy'])} | {r['nmi']:.3f} | "
               f"{r['info_cat_nats']:.3f} / {r['bound']:.3f} | {r['epochs']} ({r['steps']}) | "
               f"{r['wall_s'] / 60:.1f} min | {r['device']} |")
     accuracies = [r["accuracy"] for r in rows]
-    print(f"\nmedian accuracy {100 * statistics.median(accuracies):.2f}%, worst {100 * min(accuracies):.2f}%, "
-          f"best {100 * max(accuracies):.2f}% over {len(rows)} run(s)")
+    print(f"\nmedian accuracy {percent(statistics.median(accuracies))}, worst {percent(min(accuracies))}, "
+          f"best {percent(max(accuracies))} over {len(rows)} run(s)")
     print(json.dumps(rows))
 
 
