@@ -256,7 +256,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         discriminator.load_state_dict(state["discriminator"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
-        rng.set_state(state["rng"].cpu() if device == "cpu" else state["rng"])
+        rng.set_state(state["rng"].cpu())  # generator states are CPU byte tensors, CUDA generators too
         step, elapsed, sums = state["step"], state["elapsed"], state["sums"].to(device)
         layout = state["layout"]  # with the label map of the last finished epoch
         history = [m for m in state["history"] if m["epoch"] <= step // steps_per_epoch]
