@@ -30,9 +30,6 @@ class Latents:
     categorical: np.ndarray  # (B, n_cat) int64
     continuous: np.ndarray  # (B, n_cont) float32
 
-    def __len__(self) -> int:
-        return len(self.noise)
-
     def codes(self, layout: LatentLayout, i: int) -> dict[str, int | float]:
         """Every code's value for image i, by name."""
         values = [int(v) for v in self.categorical[i]] + [float(v) for v in self.continuous[i]]
