@@ -48,24 +48,37 @@ def to_model_input(image: Image.Image, channels: int, size: int) -> np.ndarray:
     """(1, C, size, size) float32 in [-1, 1].
 
     Grayscale models were trained on light strokes on black, framed like MNIST: a dark drawing on a light
-    background (border brighter than mid-grey) is inverted, and the content's bounding box is scaled to fit
-    20/28 of the frame, centred. RGB images are only resized.
+    background (border brighter than mid-grey) is inverted, and the content is framed as MNIST frames its
+    digits. RGB images are only resized.
     """
     if channels == 1:
         gray = np.asarray(_flatten(image).convert("L"), dtype=np.float32)
         border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
         pixels = 255 - gray if border.mean() > 127 else gray
-        rows, cols = np.nonzero(pixels > 32)
+        rows, cols = np.nonzero(pixels > 32)  # ignore faint noise (JPEG ringing, paper texture) around the content
         if len(rows):
             pixels = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-        side = round(size * 20 / 28)
-        scale = side / max(pixels.shape)
-        box = Image.fromarray(pixels.astype(np.uint8)).resize(
-            (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale))), Image.Resampling.LANCZOS)
-        frame = Image.new("L", (size, size))
-        frame.paste(box, ((size - box.width) // 2, (size - box.height) // 2))
-        array = np.asarray(frame, dtype=np.float32)[None]
+        array = np.zeros((1, size, size), dtype=np.float32)
+        if pixels.max() > 0:
+            array[0] = _mnist_frame(pixels, size)
     else:
         rgb = _flatten(image).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
         array = np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1)
     return (array / 127.5 - 1.0)[None].astype(np.float32)
+
+
+def _mnist_frame(pixels: np.ndarray, size: int) -> np.ndarray:
+    """MNIST's normalisation: the content scaled to fit a 20/28 box (aspect kept), then placed so that its
+    centre of mass is the frame's centre."""
+    side = round(size * 20 / 28)
+    scale = side / max(pixels.shape)
+    box = np.asarray(Image.fromarray(pixels.astype(np.uint8)).resize(
+        (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale))), Image.Resampling.BOX),
+        dtype=np.float32)
+    rows, cols = np.indices(box.shape)
+    mass = box.sum() or 1.0
+    top = int(np.clip(round(size / 2 - (rows * box).sum() / mass), 0, size - box.shape[0]))
+    left = int(np.clip(round(size / 2 - (cols * box).sum() / mass), 0, size - box.shape[1]))
+    frame = np.zeros((size, size), dtype=np.float32)
+    frame[top : top + box.shape[0], left : left + box.shape[1]] = box
+    return frame
