@@ -83,14 +83,13 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, digits_dir):
 
 
 def test_alarms_name_the_symptoms():
-    config = PRESETS["mnist"]
-    layout = config.layout()
-    healthy = alarms(config, layout, epoch=5, loss_d=1.1, metrics={"unused_values": []}, info_cat=2.2)
+    layout = PRESETS["mnist"].layout()
+    healthy = alarms(layout, epoch=5, loss_d=1.1, metrics={"unused_values": []}, info_cat=2.2)
     assert healthy == []
-    found = alarms(config, layout, epoch=5, loss_d=0.001, metrics={"unused_values": [3, 8]}, info_cat=0.4)
+    found = alarms(layout, epoch=5, loss_d=0.001, metrics={"unused_values": [3, 8]}, info_cat=0.4)
     assert len(found) == 3
     assert "collapsed" in found[0] and "far below H(c) = 2.303" in found[1] and "[3, 8]" in found[2]
-    assert alarms(config, layout, epoch=1, loss_d=1.0, metrics={}, info_cat=0.1) == []  # too early to judge L_I
+    assert alarms(layout, epoch=1, loss_d=1.0, metrics={}, info_cat=0.1) == []  # too early to judge L_I
 
 
 def test_evaluate_cli_prints_the_metrics(trained_run, digits_dir):

@@ -28,7 +28,7 @@ def evaluate(run_dir: Path, data_dir: Path, checkpoint: Path | None = None, samp
     noise, categorical, continuous = sample_latents(layout, samples, torch.Generator().manual_seed(0), "cpu")
     _, logits, mean, log_sigma = discriminator(generator(noise, categorical, continuous))
     cross_entropy, nll = information_loss(layout, logits, mean, log_sigma, categorical, continuous)
-    bound = sum(code.entropy for code in layout.categorical)
+    bound = layout.categorical_entropy
     real_metrics, labels = code_metrics(discriminator, dataset, images)
     return {
         "checkpoint": str(checkpoint or run_dir / CHECKPOINT_NAME), "step": state["step"], "dataset": dataset.name,

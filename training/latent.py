@@ -80,6 +80,11 @@ class LatentLayout:
         return [code for code in self.codes if code.kind == "continuous"]
 
     @property
+    def categorical_entropy(self) -> float:
+        """H(c) of all categorical codes together, in nats: the bound of the categorical L_I."""
+        return sum(code.entropy for code in self.categorical)
+
+    @property
     def input_dim(self) -> int:
         """Width of the generator's input: noise, one-hot categorical codes, continuous codes."""
         return self.noise_dim + sum(code.size for code in self.codes)

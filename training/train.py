@@ -204,12 +204,12 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
     return torch.stack([loss.detach().float() for loss in (loss_d, loss_g, ce, nll)])
 
 
-def alarms(config: Config, layout: LatentLayout, epoch: int, loss_d: float, metrics: dict, info_cat: float) -> list[str]:
+def alarms(layout: LatentLayout, epoch: int, loss_d: float, metrics: dict, info_cat: float) -> list[str]:
     """Symptoms of a failing InfoGAN run, in words a user can act on."""
     found = []
     if loss_d < 0.01:
         found.append(f"D's loss collapsed to {loss_d:.4f}: D wins outright and G gets no gradient")
-    bound = sum(code.entropy for code in layout.categorical)
+    bound = layout.categorical_entropy
     if bound and epoch >= 2 and info_cat < 0.5 * bound:
         found.append(f"L_I = {info_cat:.3f} nats stays far below H(c) = {bound:.3f}: the codes are being ignored")
     if metrics.get("unused_values"):
@@ -290,7 +290,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             bar.update()
             if step % config.log_every == 0 or batch_index == steps_per_epoch - 1:
                 loss_d_avg, loss_g_avg, ce_avg, nll_avg = (sums[:4] / sums[4]).tolist()
-                info_cat = sum(c.entropy for c in layout.categorical) - ce_avg
+                info_cat = layout.categorical_entropy - ce_avg
                 bar.set_postfix(epoch=epoch + 1, D=f"{loss_d_avg:.3f}", G=f"{loss_g_avg:.3f}", L_I=f"{info_cat:.3f}",
                                 acc=f"{metrics.get('accuracy', float('nan')):.3f}")
             if step % config.checkpoint_every == 0:
@@ -300,7 +300,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         # End of epoch: metrics on real data, sample grids, alarms, checkpoint.
         loss_d_avg, loss_g_avg, ce_avg, nll_avg = (sums[:4] / sums[4]).tolist()
         sums.zero_()
-        bound = sum(c.entropy for c in layout.categorical)
+        bound = layout.categorical_entropy
         elapsed = time.perf_counter() - started
         real_metrics, labels = code_metrics(discriminator, dataset, images)
         metrics = {
@@ -308,7 +308,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             "info_cat_nats": bound - ce_avg, "info_cat_bound_nats": bound, "cont_nll": nll_avg,
             **real_metrics, "elapsed_s": round(elapsed, 2), "device": device,
         }
-        metrics["alarms"] = alarms(config, layout, epoch + 1, loss_d_avg, metrics, bound - ce_avg)
+        metrics["alarms"] = alarms(layout, epoch + 1, loss_d_avg, metrics, bound - ce_avg)
         for alarm in metrics["alarms"]:
             bar.write(f"WARNING epoch {epoch + 1}: {alarm}")
             log.warning("epoch %d: %s", epoch + 1, alarm)
