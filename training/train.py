@@ -293,7 +293,8 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
                 info_cat = layout.categorical_entropy - ce_avg
                 bar.set_postfix(epoch=epoch + 1, D=f"{loss_d_avg:.3f}", G=f"{loss_g_avg:.3f}", L_I=f"{info_cat:.3f}",
                                 acc=f"{metrics.get('accuracy', float('nan')):.3f}")
-            if step % config.checkpoint_every == 0:
+            # The epoch's last step is checkpointed below, after its metrics: resuming must not skip them.
+            if step % config.checkpoint_every == 0 and batch_index < steps_per_epoch - 1:
                 elapsed = time.perf_counter() - started
                 checkpoint()
 
