@@ -1,11 +1,13 @@
-"""/encode's preprocessing frames uploads the way MNIST frames its digits."""
+"""Image handling: /encode's preprocessing frames uploads the way MNIST frames its digits; PNG encoding."""
 
 import io
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 from service.imaging import to_model_input
+from training.images import png_bytes
 
 
 def drawn_digit(size: int, dark_on_light: bool) -> Image.Image:
@@ -45,3 +47,16 @@ def test_rgb_models_get_a_plain_resize():
     image = Image.new("RGB", (64, 48), (255, 0, 0))
     array = to_model_input(image, 3, 32)
     assert array.shape == (1, 3, 32, 32) and np.allclose(array[0, 0], 1) and np.allclose(array[0, 1:], -1)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (28, 28, 1), (32, 32, 3), (302, 152, 1), (5, 7, 3)])
+def test_png_bytes_decodes_to_the_same_pixels(shape):
+    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    decoded = np.asarray(Image.open(io.BytesIO(png_bytes(pixels))))
+    expected = pixels.transpose(1, 2, 0) if shape[0] in (1, 3) and shape[-1] not in (1, 3) else pixels
+    assert np.array_equal(decoded, expected[..., 0] if expected.shape[-1] == 1 else expected)
+
+
+def test_png_bytes_refuses_what_png_cannot_hold_as_is():
+    with pytest.raises(ValueError, match="uint8 with 1 or 3 channels"):
+        png_bytes(np.zeros((28, 28, 1), np.float32))

@@ -1,11 +1,13 @@
-"""Image helpers shared by training and the service: numpy and Pillow only, no torch."""
+"""Image helpers shared by training and the service: numpy only, no torch."""
 
 from __future__ import annotations
 
-import io
+import struct
+import zlib
 
 import numpy as np
-from PIL import Image
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -24,11 +26,23 @@ def tile(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
     return grid
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def png_bytes(pixels: np.ndarray) -> bytes:
-    """(H, W, C) or (C, H, W) uint8 with C in {1, 3} -> PNG bytes (fast zlib level: these are tiny images)."""
+    """(H, W, C) or (C, H, W) uint8 with C in {1, 3} -> PNG bytes.
+
+    Written directly (8-bit grey or RGB, no row filter, fast zlib level): for 28 x 28 images this is several
+    times faster than going through Pillow, and the service encodes one per generated image.
+    """
     if pixels.shape[0] in (1, 3) and pixels.shape[-1] not in (1, 3):
         pixels = pixels.transpose(1, 2, 0)
-    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    height, width, channels = pixels.shape
+    if channels not in (1, 3) or pixels.dtype != np.uint8:
+        raise ValueError(f"png_bytes: expected uint8 with 1 or 3 channels, got {pixels.dtype} {pixels.shape}")
+    rows = np.zeros((height, 1 + width * channels), np.uint8)  # each row starts with filter type 0 (none)
+    rows[:, 1:] = pixels.reshape(height, width * channels)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    return (PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+            + _chunk(b"IEND", b""))
