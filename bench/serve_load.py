@@ -46,23 +46,34 @@ async def client(host: str, port: int, request: bytes, stop: float, latencies: l
     writer.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def batch_stats(url: str) -> tuple[float, float]:
     text = urllib.request.urlopen(url + "/metrics").read().decode()
     values = dict(re.findall(r'^inference_batch_size_(count|sum)\{model="generator"\} (\S+)$', text, re.M))
     return float(values.get("count", 0)), float(values.get("sum", 0))
 
 
-async def measure(url: str, port: int, case: str, concurrency: int, seconds: float) -> dict:
+async def measure(url: str, port: int, case: str, concurrency: int, seconds: float, server_pid: int) -> dict:
     method, path, body, images = CASES[case]
     request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     latencies: list[float] = []
     errors: list[int] = []
     count_before, sum_before = batch_stats(url)
+    server_cpu, client_cpu = cpu_seconds(server_pid), time.process_time()
     stop = time.perf_counter() + seconds
     started = time.perf_counter()
     await asyncio.gather(*(client("127.0.0.1", port, request, stop, latencies, errors) for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    server_cpu, client_cpu = cpu_seconds(server_pid) - server_cpu, time.process_time() - client_cpu
     count_after, sum_after = batch_stats(url)
     latencies.sort()
 
@@ -72,6 +83,8 @@ async def measure(url: str, port: int, case: str, concurrency: int, seconds: flo
     return {"case": case, "concurrency": concurrency, "requests_per_s": len(latencies) / elapsed,
             "images_per_s": len(latencies) * images / elapsed, "p50_ms": percentile(50), "p95_ms": percentile(95),
             "p99_ms": percentile(99), "errors": len(errors),
+            # CPU per request, server (all its threads) and this client: on a shared machine their sum bounds req/s
+            "server_cpu_ms": server_cpu / len(latencies) * 1000, "client_cpu_ms": client_cpu / len(latencies) * 1000,
             "avg_batch": (sum_after - sum_before) / (count_after - count_before) if count_after > count_before else None}
 
 
@@ -105,18 +118,20 @@ def main() -> None:
                 if mode == "batching off" and case == "GET /healthz":
                     continue
                 for concurrency in args.concurrency:
-                    row = asyncio.run(measure(f"http://127.0.0.1:{port}", port, case, concurrency, args.seconds))
+                    row = asyncio.run(measure(f"http://127.0.0.1:{port}", port, case, concurrency, args.seconds, server.pid))
                     results.append({"mode": mode, **row})
                     print(json.dumps(results[-1]), file=sys.stderr)
         finally:
             server.terminate()
             server.wait()
-    print("| mode | case | concurrency | req/s | images/s | p50 ms | p95 ms | p99 ms | avg batch | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| mode | case | concurrency | req/s | images/s | p50 ms | p95 ms | p99 ms | avg batch | errors "
+          "| server CPU ms/req | client CPU ms/req |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         batch = f"{r['avg_batch']:.1f}" if r["avg_batch"] else "-"
         print(f"| {r['mode']} | {r['case']} | {r['concurrency']} | {r['requests_per_s']:,.0f} | {r['images_per_s']:,.0f} | "
-              f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {batch} | {r['errors']} |")
+              f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {batch} | {r['errors']} | "
+              f"{r['server_cpu_ms']:.2f} | {r['client_cpu_ms']:.2f} |")
     print(json.dumps({"model": str(args.model), "seconds": args.seconds, "cpus": os.cpu_count(), "results": results}))
 
 
