@@ -64,7 +64,8 @@ def check_value(code: Code, value: object, field: str) -> int | float:
             raise CodeError(field, f"{code.name} must be in [0, {code.size}), got {value}")
         return value
     if not math.isfinite(value) or abs(value) > CONTINUOUS_LIMIT:
-        raise CodeError(field, f"{code.name} must be a finite number in [-5, 5], got {value}")
+        raise CodeError(field, f"{code.name} must be a finite number in "
+                        f"[{-CONTINUOUS_LIMIT:g}, {CONTINUOUS_LIMIT:g}], got {value}")
     return float(value)
 
 

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
+from service.latents import CONTINUOUS_LIMIT
+
 CodeValue = StrictInt | StrictFloat
 MAX_IMAGES = 64
 
@@ -19,7 +21,8 @@ class GenerateRequest(BaseModel):
 
     codes: list[CodeValue] | dict[str, CodeValue] | None = Field(
         None, description="one value per code in index order, or {code name: value}. Categorical: an integer in "
-        "[0, size). Continuous: a finite number in [-5, 5] (prior [-1, 1]). Codes not given are drawn from their prior.")
+        f"[0, size). Continuous: a finite number in [{-CONTINUOUS_LIMIT:g}, {CONTINUOUS_LIMIT:g}] (prior [-1, 1]). Codes not "
+        "given are drawn from their prior.")
     label: str | None = Field(None, description="a class label of the model's label map (e.g. \"7\"); selects that "
                               "categorical value")
     n: StrictInt = Field(1, ge=1, le=MAX_IMAGES, description="number of images; they share the given codes")
