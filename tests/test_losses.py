@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from training.model import PRESETS, Discriminator, Generator, init_weights
-from training.train import gan_losses, generator_loss, information_loss, sample_latents
+from training.train import gan_losses, generator_loss, information_loss, sample_latents, translate
 
 CONFIG = PRESETS["tiny"]
 LAYOUT = CONFIG.layout()
@@ -98,3 +98,21 @@ def test_one_hot_encoding_of_codes():
     one_hot = latent[:, LAYOUT.noise_dim : LAYOUT.noise_dim + 10]
     assert torch.equal(one_hot.argmax(1), categorical[:, 0]) and torch.equal(one_hot.sum(1), torch.ones(4))
     assert torch.equal(latent[:, -2:], continuous)
+
+
+def test_translate_shifts_each_image_whole_and_fills_with_background():
+    images = torch.rand(64, 1, 28, 28) * 2 - 1
+    shifted = translate(images, 2, torch.Generator().manual_seed(0))
+    padded = nn.functional.pad(images, [2] * 4, value=-1.0)
+    seen_shifts = set()
+    for original, out in zip(padded, shifted):
+        matches = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(original[:, dy : dy + 28, dx : dx + 28], out)]
+        assert len(matches) == 1  # exactly one shift within +-2 reproduces the output
+        seen_shifts.add(matches[0])
+    assert len(seen_shifts) > 10  # shifts are drawn per image, not one for the batch
+
+
+def test_translate_passes_gradient_to_the_generator():
+    images = torch.zeros(4, 1, 28, 28, requires_grad=True)
+    translate(images, 3, torch.Generator().manual_seed(1)).sum().backward()
+    assert images.grad.sum() > 0 and images.grad.max() == 1

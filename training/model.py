@@ -41,6 +41,9 @@ class Config:
     lambda_cat: float = 1.0
     lambda_cont: float = 1.0
     learn_sigma: bool = False  # Gaussian NLL with a learned sigma for continuous codes (else sigma = 1)
+    # Not in the paper: shift every image D sees (real and fake alike) by up to this many pixels, DiffAugment
+    # style (Zhao et al., 2020), so D cannot memorise a small training set. 0 = off.
+    translate: int = 0
     seed: int = 0
     checkpoint_every: int = 500  # steps
     log_every: int = 25  # steps between progress-bar updates (each one is a host sync on CUDA)

@@ -50,6 +50,20 @@ def sample_latents(
     return noise, categorical, continuous
 
 
+def translate(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image shifted by its own random (dy, dx) in [-max_shift, max_shift], background (-1) filling in.
+
+    Differentiable, so G's gradient flows through it; one gather, no Python loop over the batch.
+    """
+    batch, _, height, width = images.shape
+    shifts = torch.randint(-max_shift, max_shift + 1, (2, batch, 1, 1), generator=generator, device=images.device)
+    padded = F.pad(images, [max_shift] * 4, value=-1.0)
+    rows = torch.arange(height, device=images.device).view(1, height, 1) + max_shift + shifts[0]
+    columns = torch.arange(width, device=images.device).view(1, 1, width) + max_shift + shifts[1]
+    index = torch.arange(batch, device=images.device).view(batch, 1, 1)
+    return padded.permute(0, 2, 3, 1)[index, rows, columns].permute(0, 3, 1, 2)
+
+
 # ---------------------------------------------------------------------------------------------- losses
 
 
@@ -181,6 +195,8 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
     noise, categorical, continuous = sample_latents(layout, len(real), rng, real.device.type)
     with autocast:
         fake = generator(noise, categorical, continuous)
+        if config.translate:  # the same shifts serve D's step and G's step
+            real, fake = translate(real, config.translate, rng), translate(fake, config.translate, rng)
         # D and Q step: L_I on detached fakes trains the shared trunk and Q's head.
         d_real = discriminator(real)[0]
         d_fake, cat_logits, mean, log_sigma = discriminator(fake.detach())
@@ -362,6 +378,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--continuous", type=int, help="number of continuous codes (uniform on [-1, 1])")
     parser.add_argument("--lambda-cont", type=float, help="weight of the continuous codes' L_I (default 1, as the authors' code)")
     parser.add_argument("--learn-sigma", action="store_true", help="learn Q's sigma for continuous codes (default: fixed 1)")
+    parser.add_argument("--translate", type=int, help="shift every image D sees by up to this many pixels "
+                        "(DiffAugment; not in the paper; default 0 = off)")
     parser.add_argument("--lr-d", type=float, help="Adam learning rate of D and Q (default 2e-4)")
     parser.add_argument("--lr-g", type=float, help="Adam learning rate of G (default 1e-3)")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
@@ -375,6 +393,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "dataset": args.dataset, "epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size,
         "noise_dim": args.noise_dim, "noise": args.noise, "categorical": args.categorical,
         "continuous": args.continuous, "lambda_cont": args.lambda_cont, "learn_sigma": args.learn_sigma or None,
+        "translate": args.translate,
         "lr_d": args.lr_d, "lr_g": args.lr_g, "checkpoint_every": args.checkpoint_every,
     }
     return dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
