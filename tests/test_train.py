@@ -32,7 +32,7 @@ def test_help_explains_every_option():
     result = run("training", "--help")
     assert result.returncode == 0
     for flag in ("--preset", "--data-dir", "--out", "--epochs", "--seed", "--device", "--resume", "--download",
-                 "--mirror", "--categorical", "--continuous", "--learn-sigma"):
+                 "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate"):
         assert flag in result.stdout
 
 
@@ -56,8 +56,9 @@ ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, digits_dir):
+    # --translate: the shifts draw from the same RNG stream as the latents, so resume must restore it for both.
     common = ["--preset", "tiny", "--data-dir", str(digits_dir), "--epochs", "8", "--checkpoint-every", "2",
-              "--seed", "3", "--device", "cpu"]
+              "--seed", "3", "--device", "cpu", "--translate", "2"]
     straight = run("training", *common, "--out", str(tmp_path / "straight"), env=ONE_THREAD)
     assert straight.returncode == 0, straight.stderr
 
@@ -78,6 +79,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, digits_dir):
     state_a, weights_a = final_state(tmp_path / "straight")
     state_b, weights_b = final_state(killed_dir)
     assert state_a["step"] == state_b["step"] == 8 * 6
+    assert state_a["config"].translate == state_b["config"].translate == 2
     # What resume restores is exact: the latent RNG stream and the optimizers' step counts.
     assert torch.equal(state_a["rng"], state_b["rng"])
     for opt in ("opt_g", "opt_d"):
