@@ -11,6 +11,7 @@ from tests.conftest import PYTHON, ROOT, run
 from training.checkpoint import load_checkpoint
 from training.model import PRESETS
 from training.train import alarms
+from training.train import main as train_main
 
 
 def test_smoke_run_writes_checkpoint_metrics_samples_and_label_map(trained_run):
@@ -34,6 +35,23 @@ def test_help_explains_every_option():
     for flag in ("--preset", "--data-dir", "--out", "--epochs", "--seed", "--device", "--resume", "--download",
                  "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate"):
         assert flag in result.stdout
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--batch-size", "0", "must be >= 1, got 0"),
+    ("--checkpoint-every", "0", "must be >= 1, got 0"),
+    ("--translate", "-1", "must be >= 0, got -1"),
+    ("--continuous", "-1", "must be >= 0, got -1"),
+    ("--lr-d", "nan", "must be a finite number > 0, got nan"),
+    ("--lambda-cont", "inf", "must be a finite number >= 0, got inf"),
+    ("--epochs", "ten", "invalid integer value: 'ten'"),
+])
+def test_bad_flag_values_are_refused_naming_the_flag(tmp_path, capsys, flag, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), flag, value])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: {message}" in capsys.readouterr().err.splitlines()[-1]
+    assert not (tmp_path / "run").exists()
 
 
 def test_latent_layout_from_flags(tmp_path, digits_dir):

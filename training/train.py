@@ -13,6 +13,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -348,6 +349,30 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
 # ---------------------------------------------------------------------------------------------- CLI
 
 
+def at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type: an integer >= minimum. argparse prefixes its messages with the flag's name."""
+
+    def integer(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return integer
+
+
+def finite(minimum: float, inclusive: bool = True) -> Callable[[str], float]:
+    """argparse type: a finite number >= minimum (> minimum when not inclusive)."""
+
+    def number(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if inclusive else '>'} {minimum:g}, got {text}")
+        return value
+
+    return number
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training",
@@ -366,23 +391,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(MD5-verified; files already present and valid are kept)")
     parser.add_argument("--mirror", action="append", help="base URL to download from instead of the official mirrors "
                         "(repeat to try several in order)")
-    parser.add_argument("--epochs", type=int, help="passes over the data (default: the preset's)")
-    parser.add_argument("--seed", type=int, help="seed for weights, latents and data order (default 0)")
+    parser.add_argument("--epochs", type=at_least(1), help="passes over the data (default: the preset's)")
+    parser.add_argument("--seed", type=at_least(0), help="seed for weights, latents and data order (default 0)")
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
                         help="auto picks CUDA when available (bf16 autocast there), else the CPU")
-    parser.add_argument("--batch-size", type=int, help="images per step (default: the preset's, 128 for mnist)")
-    parser.add_argument("--noise-dim", type=int, help="size of the noise vector z")
+    parser.add_argument("--batch-size", type=at_least(1), help="images per step (default: the preset's, 128 for mnist)")
+    parser.add_argument("--noise-dim", type=at_least(1), help="size of the noise vector z")
     parser.add_argument("--noise", choices=["normal", "uniform"], help="prior of z")
     parser.add_argument("--categorical", type=lambda s: [int(x) for x in s.split(",") if x],
                         help="sizes of the categorical codes, comma-separated, e.g. 10 or 10,10,10 ('' for none)")
-    parser.add_argument("--continuous", type=int, help="number of continuous codes (uniform on [-1, 1])")
-    parser.add_argument("--lambda-cont", type=float, help="weight of the continuous codes' L_I (default 1, as the authors' code)")
+    parser.add_argument("--continuous", type=at_least(0), help="number of continuous codes (uniform on [-1, 1])")
+    parser.add_argument("--lambda-cont", type=finite(0),
+                        help="weight of the continuous codes' L_I (default 1, as the authors' code; 0 drops it)")
     parser.add_argument("--learn-sigma", action="store_true", help="learn Q's sigma for continuous codes (default: fixed 1)")
-    parser.add_argument("--translate", type=int, help="shift every image D sees by up to this many pixels "
-                        "(DiffAugment; not in the paper; default 0 = off)")
-    parser.add_argument("--lr-d", type=float, help="Adam learning rate of D and Q (default 2e-4)")
-    parser.add_argument("--lr-g", type=float, help="Adam learning rate of G (default 1e-3)")
-    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    parser.add_argument("--translate", type=at_least(0), help="shift every image D sees by up to this many pixels "
+                        "(DiffAugment; not in the paper; default: the preset's, 2 for mnist, else 0 = off)")
+    parser.add_argument("--lr-d", type=finite(0, inclusive=False), help="Adam learning rate of D and Q (default 2e-4)")
+    parser.add_argument("--lr-g", type=finite(0, inclusive=False), help="Adam learning rate of G (default 1e-3)")
+    parser.add_argument("--checkpoint-every", type=at_least(1), help="steps between checkpoints (default 500)")
     parser.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint "
                         "(same optimiser and RNG state; --epochs may extend the run)")
     return parser.parse_args(argv)
