@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 #   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
-SEED ?= 1
+SEED ?= 2
 DATA ?= ../shared/data/mnist-9k
 
 .PHONY: install test lint serve model bench e2e-deps clean

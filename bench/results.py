@@ -36,7 +36,8 @@ def main() -> None:
         rows.append({"run": run.name, "seed": state["config"].seed, "accuracy": result["accuracy"], "nmi": result["nmi"],
                      "info_cat_nats": result["info_cat_nats"], "bound": result["info_cat_bound_nats"],
                      "epochs": history[-1]["epoch"], "steps": state["step"], "wall_s": history[-1]["elapsed_s"],
-                     "device": history[-1]["device"], "label_map": result["label_map"]})
+                     "device": history[-1]["device"], "label_map": result["label_map"],
+                     "curve": {m["epoch"]: m["accuracy"] for m in history if m["epoch"] % 10 == 0 or m["epoch"] == 1}})
     print("| run | seed | accuracy | NMI | L_I (nats) / H(c) | epochs (steps) | wall time | device |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -46,6 +47,10 @@ def main() -> None:
     accuracies = [r["accuracy"] for r in rows]
     print(f"\nmedian accuracy {percent(statistics.median(accuracies))}, worst {percent(min(accuracies))}, "
           f"best {percent(max(accuracies))} over {len(rows)} run(s)")
+    print("\naccuracy by epoch:\n```")
+    for r in rows:
+        print(f"{r['run']}: " + " ".join(f"{epoch}:{accuracy * 100:.1f}" for epoch, accuracy in r["curve"].items()))
+    print("```")
     print(json.dumps(rows))
 
 
