@@ -58,9 +58,9 @@ PRESETS: dict[str, Config] = {
     # the authors' 5,000 (50 epochs x 100 updates). Not from the paper: 2-pixel shifts of D's inputs, without
     # which D memorises the 9,000-digit set and most seeds mix 4 with 9 (docs/RESULTS.md).
     "mnist": Config("mnist", "mnist", 1, 28, noise_dim=62, categorical=[10], continuous=2, translate=2),
-    # No paper figure; the same network and codes as MNIST.
+    # No paper figure; the same network, codes and shifts as MNIST (the shifts: 72.53% instead of 58.48%).
     "fashion-mnist": Config("fashion-mnist", "fashion-mnist", 1, 28, noise_dim=62, categorical=[10], continuous=2,
-                            epochs=10),
+                            epochs=10, translate=2),
     # Paper, appendix C.2: SVHN, 4 x Cat(10) + 4 continuous, noise 124, the 32x32 RGB network.
     "svhn": Config("svhn", "folder", 3, 32, noise_dim=124, categorical=[10] * 4, continuous=4, lr_g=1e-3),
     # Paper, appendix C.3: CelebA, 10 x Cat(10), noise 128, the same 32x32 network.

@@ -405,7 +405,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="weight of the continuous codes' L_I (default 1, as the authors' code; 0 drops it)")
     parser.add_argument("--learn-sigma", action="store_true", help="learn Q's sigma for continuous codes (default: fixed 1)")
     parser.add_argument("--translate", type=at_least(0), help="shift every image D sees by up to this many pixels "
-                        "(DiffAugment; not in the paper; default: the preset's, 2 for mnist, else 0 = off)")
+                        "(DiffAugment; not in the paper; default: the preset's, 2 for mnist and fashion-mnist, else 0 = off)")
     parser.add_argument("--lr-d", type=finite(0, inclusive=False), help="Adam learning rate of D and Q (default 2e-4)")
     parser.add_argument("--lr-g", type=finite(0, inclusive=False), help="Adam learning rate of G (default 1e-3)")
     parser.add_argument("--checkpoint-every", type=at_least(1), help="steps between checkpoints (default 500)")
