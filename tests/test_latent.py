@@ -32,6 +32,7 @@ def test_layout_round_trips_through_json_with_labels():
     (lambda: LatentLayout(4, (Code("c1", "continuous"), Code("c2", "categorical", 3))), "before continuous"),
     (lambda: LatentLayout(4, (Code("c1", "continuous"), Code("c1", "continuous"))), "unique"),
     (lambda: LatentLayout.from_dict({"codes": []}), "not a latent layout"),
+    (lambda: LatentLayout.build(62, [10], continuous=-1), "continuous must be >= 0, got -1"),
 ])
 def test_invalid_layouts_are_refused(make, message):
     with pytest.raises(ValueError, match=message):

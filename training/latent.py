@@ -67,6 +67,8 @@ class LatentLayout:
     @classmethod
     def build(cls, noise_dim: int, categorical: list[int], continuous: int, noise: str = "normal") -> LatentLayout:
         """Names the codes c1, c2, ... in order: the categorical ones, then the continuous ones."""
+        if continuous < 0:  # range() would silently read a negative count as none
+            raise ValueError(f"continuous must be >= 0, got {continuous}")
         codes = [Code(f"c{i + 1}", "categorical", size=size) for i, size in enumerate(categorical)]
         codes += [Code(f"c{len(codes) + i + 1}", "continuous") for i in range(continuous)]
         return cls(noise_dim=noise_dim, codes=tuple(codes), noise=noise)  # type: ignore[arg-type]
