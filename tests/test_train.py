@@ -54,6 +54,12 @@ def test_bad_flag_values_are_refused_naming_the_flag(tmp_path, capsys, flag, val
     assert not (tmp_path / "run").exists()
 
 
+def test_a_shift_of_half_the_image_is_refused_before_any_work(tmp_path, capsys):
+    assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--translate", "14"]) == 2
+    assert "error: --translate 14: must be under half the 28-pixel image (at most 13" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_latent_layout_from_flags(tmp_path, digits_dir):
     result = run("training", "--preset", "tiny", "--data-dir", str(digits_dir), "--out", str(tmp_path / "run"),
                  "--epochs", "1", "--categorical", "10,4", "--continuous", "3", "--noise", "uniform", "--learn-sigma")

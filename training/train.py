@@ -34,6 +34,11 @@ log = logging.getLogger("training")
 # ---------------------------------------------------------------------------------------------- sampling
 
 
+def scaled(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1], the range of G's tanh output."""
+    return pixels.float() / 127.5 - 1
+
+
 def sample_latents(
     layout: LatentLayout, batch: int, generator: torch.Generator, device: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -113,7 +118,7 @@ def predict_codes(discriminator: Discriminator, images: torch.Tensor, batch: int
     sizes = [code.size for code in discriminator.layout.categorical]
     values = []
     for start in range(0, len(images), batch):
-        logits = discriminator(images[start : start + batch].float() / 127.5 - 1)[1]
+        logits = discriminator(scaled(images[start : start + batch]))[1]
         values.append(torch.stack([part.argmax(1) for part in logits.split(sizes, dim=1)], 1).cpu())
     discriminator.train(was_training)
     return torch.cat(values).numpy()
@@ -299,7 +304,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
                                device=device)
         for batch_index in range(position, steps_per_epoch):
             batch = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
-            real = images[batch].float() / 127.5 - 1
+            real = scaled(images[batch])
             losses = train_step(config, layout, networks, real, rng, autocast)
 
             sums += torch.cat([losses, torch.ones(1, device=device)])
@@ -422,7 +427,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "translate": args.translate,
         "lr_d": args.lr_d, "lr_g": args.lr_g, "checkpoint_every": args.checkpoint_every,
     }
-    return dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
+    config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
+    if config.translate >= config.image_size // 2:  # shifts of half the image leave D mostly background
+        raise ValueError(f"--translate {config.translate}: must be under half the {config.image_size}-pixel image "
+                         f"(at most {config.image_size // 2 - 1}; the mnist preset uses 2)")
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
