@@ -2,7 +2,9 @@
 
 Requests wait in a bounded queue (full: `Overloaded`, answered 503 at once). The batcher takes the first
 waiting request, lets the window of `wait_s` gather more, and runs up to `max_batch` images together,
-padded to a power-of-two size so the session only ever sees the shapes warmed up at start-up.
+padded to a power-of-two size so the session only ever sees the shapes warmed up at start-up. The window
+closes early once as many images wait as the last batch saw: when every busy client has already sent its
+request, waiting longer only adds latency.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ class MicroBatcher:
         self.buckets = bucket_sizes(max_batch)
         self.observe = observe
         self.waiting: collections.deque[_Request] = collections.deque()
-        self.concurrent = False  # did the last batch merge several requests? (then waiting pays off)
-        self.wakeup = asyncio.Event()
+        self.queued = 0  # images in `waiting`
+        self.expected = 1  # images the last batch saw (taken or still waiting): the load the window waits for
+        self.wakeup = asyncio.Event()  # set by every new request
 
     @property
     def depth(self) -> int:
@@ -66,6 +69,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         request = _Request(feeds, len(next(iter(feeds.values()))), loop.create_future(), finish)
         self.waiting.append(request)
+        self.queued += request.size
         self.wakeup.set()
         return await request.future
 
@@ -79,14 +83,24 @@ class MicroBatcher:
         taken, count = [], 0
         while self.waiting:
             request = self.waiting[0]
-            if request.future.done():  # its client gave up (deadline or disconnect)
-                self.waiting.popleft()
-                continue
             if taken and count + request.size > self.max_batch:
                 break
-            taken.append(self.waiting.popleft())
-            count += request.size
+            self.waiting.popleft()
+            self.queued -= request.size
+            if not request.future.done():  # done already: its client gave up (deadline or disconnect)
+                taken.append(request)
+                count += request.size
         return taken
+
+    async def _gather(self, target: int) -> None:
+        """The window: waits until `target` images are queued, or `wait_s` has passed."""
+        try:
+            async with asyncio.timeout(self.wait_s):
+                while self.queued < target:
+                    self.wakeup.clear()
+                    await self.wakeup.wait()
+        except TimeoutError:
+            pass
 
     async def serve(self) -> None:
         """The batching loop; runs until cancelled."""
@@ -95,16 +109,14 @@ class MicroBatcher:
             if not self.waiting:
                 self.wakeup.clear()
                 await self.wakeup.wait()
-            if self.wait_s and self.concurrent and sum(r.size for r in self.waiting) < self.max_batch:
-                # The window: under concurrent load, let more requests join this batch. A lone client
-                # (the last batch held one request) is answered at once instead.
-                await asyncio.sleep(self.wait_s)
+            target = min(self.expected, self.max_batch)
+            if self.wait_s and self.queued < target:  # a lone client (expected 1) is answered at once
+                await self._gather(target)
             batch = self._take()
             if not batch:
                 continue
-            self.concurrent = len(batch) > 1 or bool(self.waiting)
-            sizes = [request.size for request in batch]
-            total = sum(sizes)
+            total = sum(request.size for request in batch)
+            self.expected = total + self.queued
             padded = next((b for b in self.buckets if b >= total), total)
             feeds = {}
             for name in batch[0].feeds:
