@@ -5,6 +5,10 @@
 Starts `python -m service` twice (micro-batching on, then off with MAX_BATCH=1) and drives each with a
 keep-alive HTTP/1.1 client on asyncio (one connection per concurrent client), for GET /healthz,
 POST /generate n=1 and n=16 (PNG). Prints one markdown table and a JSON line.
+
+`--replay-inference` measures what the HTTP path alone costs: one server, micro-batching on, whose generator
+session answers every run with the output it computed for that batch size first. Everything else (routing,
+validation, latent draws, batching, the thread hop, PNG encoding) runs as usual.
 """
 
 from __future__ import annotations
@@ -88,8 +92,40 @@ async def measure(url: str, port: int, case: str, concurrency: int, seconds: flo
             "avg_batch": (sum_after - sum_before) / (count_after - count_before) if count_after > count_before else None}
 
 
-def start_server(model: Path, port: int, env: dict) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "service", "--model", str(model), "--port", str(port)], cwd=ROOT,
+class ReplaySession:
+    """An onnxruntime session that runs once per batch size, then replays that output: inference costs nothing."""
+
+    def __init__(self, session):
+        self.session, self.outputs = session, {}
+
+    def run(self, names, feeds: dict) -> list:
+        size = len(next(iter(feeds.values())))
+        if size not in self.outputs:
+            self.outputs[size] = self.session.run(names, feeds)
+        return self.outputs[size]
+
+    def __getattr__(self, name: str):
+        return getattr(self.session, name)
+
+
+def serve_replaying(model_dir: Path, port: int) -> None:
+    """The service as `python -m service` runs it, with the generator session replaced by a ReplaySession."""
+    sys.path.insert(0, str(ROOT))  # imported here, in the server process only: the client stays light
+    import uvicorn
+
+    from service.app import create_app, open_model
+    from service.settings import Settings
+
+    settings = Settings(model_dir=model_dir, port=port)
+    model = open_model(settings)
+    model.generator = ReplaySession(model.generator)
+    uvicorn.run(create_app(settings, model), host=settings.host, port=port, log_level=settings.log_level,
+                access_log=settings.access_log)
+
+
+def start_server(model: Path, port: int, env: dict, replay: bool = False) -> subprocess.Popen:
+    command = [__file__, "--serve-replaying"] if replay else ["-m", "service"]
+    process = subprocess.Popen([sys.executable, *command, "--model", str(model), "--port", str(port)], cwd=ROOT,
                                env={**os.environ, "ACCESS_LOG": "0", "LOG_LEVEL": "warning", **env})
     for _ in range(300):
         try:
@@ -106,13 +142,23 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each cell")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--replay-inference", action="store_true",
+                        help="one server whose generator replays its first output per batch size: the HTTP path alone")
+    parser.add_argument("--serve-replaying", action="store_true", help=argparse.SUPPRESS)  # the server --replay starts
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_replaying:
+        serve_replaying(args.model, args.port)
+        return
+    modes = {"batching on": {}, "batching off": {"MAX_BATCH": "1", "BATCH_WAIT_MS": "0"}}
+    if args.replay_inference:
+        modes = {"inference replayed": {}}
     results = []
-    for mode, env in (("batching on", {}), ("batching off", {"MAX_BATCH": "1", "BATCH_WAIT_MS": "0"})):
+    for mode, env in modes.items():
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        server = start_server(args.model, port, env)
+        server = start_server(args.model, port, env, replay=args.replay_inference)
         try:
             for case in CASES:
                 if mode == "batching off" and case == "GET /healthz":
