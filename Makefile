@@ -37,6 +37,7 @@ bench: $(BIN)/.installed  ## the benchmarks whose output docs/PERFORMANCE.md rec
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/infer_speed.py
 	$(BIN)/python bench/serve_load.py
+	$(BIN)/python bench/serve_load.py --replay-inference
 
 e2e-deps:  ## Debian's Chromium for the playground's browser test (needs root)
 	apt-get install -y --no-install-recommends chromium

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="model directory written by `python -m export`")
     require_gpu: bool = Field(False, description="fail start-up unless the CUDA execution provider is active")
     max_batch: int = Field(64, ge=1, le=1024, description="most images in one onnxruntime run")
-    batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long the batcher waits to fill a batch")
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000,
+                                 description="longest wait to fill a batch (ends once the last batch's load is queued)")
     queue_size: int = Field(256, ge=1, description="requests waiting for inference before 503 + Retry-After")
     request_timeout_s: float = Field(10.0, gt=0, description="deadline of one request, queueing included")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body (413 beyond)")
