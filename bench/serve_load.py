@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {
@@ -95,16 +96,16 @@ async def measure(url: str, port: int, case: str, concurrency: int, seconds: flo
 class ReplaySession:
     """An onnxruntime session that runs once per batch size, then replays that output: inference costs nothing."""
 
-    def __init__(self, session):
+    def __init__(self, session: Any):
         self.session, self.outputs = session, {}
 
-    def run(self, names, feeds: dict) -> list:
+    def run(self, names: list[str] | None, feeds: dict[str, Any]) -> list:
         size = len(next(iter(feeds.values())))
         if size not in self.outputs:
             self.outputs[size] = self.session.run(names, feeds)
         return self.outputs[size]
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.session, name)
 
 
