@@ -3,8 +3,8 @@
 Requests wait in a bounded queue (full: `Overloaded`, answered 503 at once). The batcher takes the first
 waiting request, lets the window of `wait_s` gather more, and runs up to `max_batch` images together,
 padded to a power-of-two size so the session only ever sees the shapes warmed up at start-up. The window
-closes early once as many images wait as the last batch saw: when every busy client has already sent its
-request, waiting longer only adds latency.
+closes early once as many requests wait as the last batch saw, or a full batch: when every busy client has
+already sent its request, waiting longer only adds latency.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class MicroBatcher:
         self.observe = observe
         self.waiting: collections.deque[_Request] = collections.deque()
         self.queued = 0  # images in `waiting`
-        self.expected = 1  # images the last batch saw (taken or still waiting): the load the window waits for
+        self.expected = 1  # requests the last batch saw (taken or still waiting): the load the window waits for
         self.wakeup = asyncio.Event()  # set by every new request
 
     @property
@@ -92,11 +92,15 @@ class MicroBatcher:
                 count += request.size
         return taken
 
-    async def _gather(self, target: int) -> None:
-        """The window: waits until `target` images are queued, or `wait_s` has passed."""
+    def _filling(self) -> bool:
+        """Are fewer requests waiting than the last batch saw, and less than a full batch?"""
+        return len(self.waiting) < self.expected and self.queued < self.max_batch
+
+    async def _gather(self) -> None:
+        """The window: waits while the batch is filling, at most `wait_s`."""
         try:
             async with asyncio.timeout(self.wait_s):
-                while self.queued < target:
+                while self._filling():
                     self.wakeup.clear()
                     await self.wakeup.wait()
         except TimeoutError:
@@ -109,14 +113,13 @@ class MicroBatcher:
             if not self.waiting:
                 self.wakeup.clear()
                 await self.wakeup.wait()
-            target = min(self.expected, self.max_batch)
-            if self.wait_s and self.queued < target:  # a lone client (expected 1) is answered at once
-                await self._gather(target)
+            if self.wait_s and self._filling():  # a lone client (expected 1) is answered at once
+                await self._gather()
             batch = self._take()
             if not batch:
                 continue
+            self.expected = len(batch) + len(self.waiting)
             total = sum(request.size for request in batch)
-            self.expected = total + self.queued
             padded = next((b for b in self.buckets if b >= total), total)
             feeds = {}
             for name in batch[0].feeds:

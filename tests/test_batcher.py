@@ -29,41 +29,44 @@ def run_batcher(scenario):
     return asyncio.run(main()), runs
 
 
-def one(value: float):
-    return {"x": np.full((1, 1), value, np.float32)}
+def images(*values: float):
+    return {"x": np.array(values, np.float32)[:, None]}
 
 
 async def timed(*requests):
+    """(seconds until every request was answered, their outputs flattened in order)."""
     started = time.perf_counter()
     outputs = await asyncio.gather(*requests)
-    return time.perf_counter() - started, [float(output[0][0, 0]) for output in outputs]
+    return time.perf_counter() - started, [float(v) for output in outputs for v in output[0][:, 0]]
 
 
 def test_window_waits_for_the_load_of_the_last_batch_and_no_longer():
     async def scenario(batcher):
-        lone = await timed(batcher.submit(one(1)))
-        burst = await timed(*(batcher.submit(one(v)) for v in (2, 3, 4, 5)))
+        lone = [await timed(batcher.submit(images(1, 2, 3))), await timed(batcher.submit(images(4)))]
+        burst = await timed(*(batcher.submit(images(v)) for v in (5, 6, 7, 8)))
 
         async def late(value):  # three of the four clients come 50 ms after the first
             await asyncio.sleep(0.05)
-            return await batcher.submit(one(value))
+            return await batcher.submit(images(value))
 
-        staggered = await timed(batcher.submit(one(6)), *(late(v) for v in (7, 8, 9)))
-        short = await timed(batcher.submit(one(10)), batcher.submit(one(11)))
+        staggered = await timed(batcher.submit(images(9)), *(late(v) for v in (10, 11, 12)))
+        short = await timed(batcher.submit(images(13)), batcher.submit(images(14)))
         return lone, burst, staggered, short
 
     (lone, burst, staggered, short), runs = run_batcher(scenario)
-    assert lone[1] == [2] and lone[0] < WINDOW_S / 2  # a lone client is answered without the window
-    assert burst[1] == [4, 6, 8, 10]
-    assert staggered[1] == [12, 14, 16, 18]
-    assert staggered[0] < WINDOW_S / 2  # the window closed once the 4 images of the last batch were queued
-    assert short[1] == [20, 22] and short[0] >= WINDOW_S * 0.9  # fewer than expected: the whole window
-    assert runs == [1, 4, 4, 2]  # padded to the power-of-two buckets: 1, 4, 4, 2
+    # A lone client is answered without the window, whatever the size of its requests.
+    assert [outputs for _, outputs in lone] == [[2, 4, 6], [8]]
+    assert all(seconds < WINDOW_S / 2 for seconds, _ in lone)
+    assert burst[1] == [10, 12, 14, 16]
+    assert staggered[1] == [18, 20, 22, 24]
+    assert staggered[0] < WINDOW_S / 2  # the window closed once the 4 requests of the last batch were queued
+    assert short[1] == [26, 28] and short[0] >= WINDOW_S * 0.9  # fewer than expected: the whole window
+    assert runs == [4, 1, 4, 4, 2]  # 3 images padded to the power-of-two bucket 4
 
 
 def test_requests_over_max_batch_are_split_across_runs():
     async def scenario(batcher):
-        return await timed(*(batcher.submit(one(v)) for v in range(12)))
+        return await timed(*(batcher.submit(images(v)) for v in range(12)))
 
     (_, outputs), runs = run_batcher(scenario)
     assert outputs == [2.0 * v for v in range(12)]
