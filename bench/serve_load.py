@@ -112,16 +112,13 @@ class ReplaySession:
 def serve_replaying(model_dir: Path, port: int) -> None:
     """The service as `python -m service` runs it, with the generator session replaced by a ReplaySession."""
     sys.path.insert(0, str(ROOT))  # imported here, in the server process only: the client stays light
-    import uvicorn
-
-    from service.app import create_app, open_model
+    from service.app import open_model, serve
     from service.settings import Settings
 
     settings = Settings(model_dir=model_dir, port=port)
     model = open_model(settings)
     model.generator = ReplaySession(model.generator)
-    uvicorn.run(create_app(settings, model), host=settings.host, port=port, log_level=settings.log_level,
-                access_log=settings.access_log)
+    serve(settings, model)
 
 
 def start_server(model: Path, port: int, env: dict, replay: bool = False) -> subprocess.Popen:

@@ -6,9 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import uvicorn
-
-from service.app import create_app, open_model
+from service.app import open_model, serve
 from service.model import ModelError
 from service.settings import Settings
 
@@ -30,8 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"serving {settings.model_dir} on http://{settings.host}:{settings.port} ({model.provider})", file=sys.stderr)
-    uvicorn.run(create_app(settings, model), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=settings.access_log)
+    serve(settings, model)
     return 0
 
 

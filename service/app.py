@@ -10,6 +10,7 @@ import gc
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -34,6 +35,12 @@ def open_model(settings: Settings) -> Model:
         raise ModelError(f"{settings.model_dir}: REQUIRE_GPU is set but the session runs on {model.provider} "
                          "(is onnxruntime-gpu installed and a GPU visible?)")
     return model
+
+
+def serve(settings: Settings, model: Model) -> None:
+    """Runs the app on uvicorn until interrupted (what `python -m service` does once the model is open)."""
+    uvicorn.run(create_app(settings, model), host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=settings.access_log)
 
 
 def _error(status: int, field: str, message: str, headers: dict | None = None) -> JSONResponse:
