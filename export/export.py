@@ -29,8 +29,7 @@ from torch import nn
 
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_networks
 from training.latent import LatentLayout
-from training.model import Discriminator, Generator
-from training.train import sample_latents
+from training.model import Discriminator, Generator, sample_latents
 
 OPSET = 18
 PARITY_BATCHES = (1, 7, 64)

@@ -5,8 +5,8 @@ import math
 import torch
 from torch import nn
 
-from training.model import PRESETS, Discriminator, Generator, init_weights
-from training.train import gan_losses, generator_loss, information_loss, sample_latents, translate
+from training.model import PRESETS, Discriminator, Generator, init_weights, sample_latents
+from training.train import gan_losses, generator_loss, information_loss, translate
 
 CONFIG = PRESETS["tiny"]
 LAYOUT = CONFIG.layout()

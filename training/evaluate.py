@@ -1,4 +1,5 @@
-"""Evaluates a checkpoint: how well Q's categorical code matches the labels of real images, and L_I.
+"""Evaluates a checkpoint: how well Q's categorical code matches the labels of real images, L_I, and how far
+each continuous code moves a digit's slant and stroke thickness (training/disentangle.py).
 
     python -m training.evaluate RUN_DIR --data-dir DIR [--checkpoint PATH] [--json]
 """
@@ -14,7 +15,9 @@ import torch
 
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_networks
 from training.data import DataError, load_dataset
-from training.train import code_metrics, information_loss, sample_latents
+from training.disentangle import code_effects, effects_table, reference_scale
+from training.model import sample_latents
+from training.train import code_metrics, information_loss
 
 
 @torch.no_grad()
@@ -30,10 +33,11 @@ def evaluate(run_dir: Path, data_dir: Path, checkpoint: Path | None = None, samp
     cross_entropy, nll = information_loss(layout, logits, mean, log_sigma, categorical, continuous)
     bound = layout.categorical_entropy
     real_metrics, labels = code_metrics(discriminator, dataset, images)
+    effects = code_effects(generator, layout, reference_scale(dataset.images)) if layout.continuous else {}
     return {
         "checkpoint": str(checkpoint or run_dir / CHECKPOINT_NAME), "step": state["step"], "dataset": dataset.name,
         "images": len(images), "info_cat_nats": bound - float(cross_entropy), "info_cat_bound_nats": bound,
-        "cont_nll": float(nll), **real_metrics, "label_map": labels,
+        "cont_nll": float(nll), **real_metrics, "label_map": labels, "code_effects": effects,
     }
 
 
@@ -52,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     else:
+        effects = result.pop("code_effects")
         for key, value in result.items():
             print(f"{key:20} {value:.4f}" if isinstance(value, float) else f"{key:20} {value}")
+        if effects:
+            print(f"\nwhat the continuous codes do (real-digit SDs over the prior):\n{effects_table(effects)}")
     return 0
 
 

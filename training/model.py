@@ -44,6 +44,9 @@ class Config:
     # Not in the paper: shift every image D sees (real and fake alike) by up to this many pixels, DiffAugment
     # style (Zhao et al., 2020), so D cannot memorise a small training set. 0 = off.
     translate: int = 0
+    # Not in the paper: InfoGAN-CR's contrastive regulariser on the continuous codes (Lin et al., ICML 2020),
+    # the weight of its classification loss for D's pair classifier and for G. 0 = off.
+    cr_weight: float = 0.0
     seed: int = 0
     checkpoint_every: int = 500  # steps
     log_every: int = 25  # steps between progress-bar updates (each one is a host sync on CUDA)
@@ -69,6 +72,23 @@ PRESETS: dict[str, Config] = {
     "tiny": Config("tiny", "mnist", 1, 28, noise_dim=8, categorical=[10], continuous=2, width=8, fc_dim=32, q_dim=16,
                    batch_size=64, epochs=2),
 }
+
+
+def sample_latents(
+    layout: LatentLayout, batch: int, generator: torch.Generator, device: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """z, categorical values (B, n_cat) and continuous values (B, n_cont), each from its prior."""
+    if layout.noise == "normal":
+        noise = torch.randn(batch, layout.noise_dim, generator=generator, device=device)
+    else:
+        noise = torch.rand(batch, layout.noise_dim, generator=generator, device=device) * 2 - 1
+    categorical = torch.zeros(batch, len(layout.categorical), dtype=torch.long, device=device)
+    for i, code in enumerate(layout.categorical):
+        categorical[:, i] = torch.randint(code.size, (batch,), generator=generator, device=device)
+    continuous = torch.rand(batch, len(layout.continuous), generator=generator, device=device)
+    for j, code in enumerate(layout.continuous):  # scalar ops in place: no host-to-device copy per step
+        continuous[:, j].mul_(code.high - code.low).add_(code.low)
+    return noise, categorical, continuous
 
 
 class Generator(nn.Module):
@@ -125,16 +145,7 @@ class Discriminator(nn.Module):
         super().__init__()
         self.layout = config.layout()
         self.learn_sigma = config.learn_sigma
-        channels, w = config.image_channels, config.width
-        layers: list[nn.Module] = [nn.Conv2d(channels, w, 4, 2, 1), nn.LeakyReLU(LEAK)]
-        layers += [nn.Conv2d(w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(LEAK), nn.Flatten()]
-        if config.image_size == 28:
-            layers += [nn.Linear(2 * w * 7 * 7, config.fc_dim), nn.BatchNorm1d(config.fc_dim), nn.LeakyReLU(LEAK)]
-            trunk_dim = config.fc_dim
-        else:
-            layers[-1:] = [nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.BatchNorm2d(4 * w), nn.LeakyReLU(LEAK), nn.Flatten()]
-            trunk_dim = 4 * w * 4 * 4
-        self.trunk = nn.Sequential(*layers)
+        self.trunk, trunk_dim = conv_trunk(config, config.image_channels)
         self.d_head = nn.Linear(trunk_dim, 1)
         n_cat = sum(code.size for code in self.layout.categorical)
         n_cont = len(self.layout.continuous)
@@ -143,6 +154,9 @@ class Discriminator(nn.Module):
             nn.Linear(config.q_dim, n_cat + n_cont * (2 if config.learn_sigma else 1)),
         )
         self.n_cat, self.n_cont = n_cat, n_cont
+        # InfoGAN-CR's contrastive classifier H: its own trunk over an image pair stacked on the channel axis.
+        # It lives here so D's optimiser, checkpoints and requires_grad switches cover it with D's own weights.
+        self.pair_classifier = PairClassifier(config) if config.cr_weight > 0 else None
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Real/fake logit (B,), categorical logits (B, n_cat), continuous means and log sigmas (B, n_cont)."""
@@ -151,6 +165,33 @@ class Discriminator(nn.Module):
         cat_logits, mean = q[:, : self.n_cat], q[:, self.n_cat : self.n_cat + self.n_cont]
         log_sigma = q[:, self.n_cat + self.n_cont :] if self.learn_sigma else torch.zeros_like(mean)
         return self.d_head(features).squeeze(1), cat_logits, mean, log_sigma
+
+
+def conv_trunk(config: Config, in_channels: int) -> tuple[nn.Sequential, int]:
+    """D's convolutional trunk and its output width. No BatchNorm on the first layer (DCGAN practice)."""
+    w = config.width
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, w, 4, 2, 1), nn.LeakyReLU(LEAK)]
+    layers += [nn.Conv2d(w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(LEAK), nn.Flatten()]
+    if config.image_size == 28:
+        layers += [nn.Linear(2 * w * 7 * 7, config.fc_dim), nn.BatchNorm1d(config.fc_dim), nn.LeakyReLU(LEAK)]
+        return nn.Sequential(*layers), config.fc_dim
+    layers[-1:] = [nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.BatchNorm2d(4 * w), nn.LeakyReLU(LEAK), nn.Flatten()]
+    return nn.Sequential(*layers), 4 * w * 4 * 4
+
+
+class PairClassifier(nn.Module):
+    """InfoGAN-CR's H (Lin et al., 2020): shown two images that share the value of one continuous code and
+    nothing else, it names the shared code. G is trained to make that easy, which rewards codes that each
+    move a factor of their own: two codes that both move the same mix of factors are hard to tell apart."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.trunk, trunk_dim = conv_trunk(config, 2 * config.image_channels)
+        self.head = nn.Linear(trunk_dim, config.continuous)
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """Logits (B, n_cont) of which continuous code the pair shares."""
+        return self.head(self.trunk(torch.cat([first, second], dim=1)))
 
 
 def init_weights(module: nn.Module) -> None:

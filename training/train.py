@@ -24,10 +24,11 @@ from tqdm import tqdm
 
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from training.data import IDX_DATASETS, DataError, Dataset, download, load_dataset
+from training.disentangle import code_effects, effects_table, reference_scale
 from training.images import png_bytes, tile, to_uint8
 from training.latent import LatentLayout
 from training.metrics import hungarian_map, nmi
-from training.model import PRESETS, Config, Discriminator, Generator, init_weights
+from training.model import PRESETS, Config, Discriminator, Generator, init_weights, sample_latents
 
 log = logging.getLogger("training")
 
@@ -37,23 +38,6 @@ log = logging.getLogger("training")
 def scaled(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float in [-1, 1], the range of G's tanh output."""
     return pixels.float() / 127.5 - 1
-
-
-def sample_latents(
-    layout: LatentLayout, batch: int, generator: torch.Generator, device: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """z, categorical values (B, n_cat) and continuous values (B, n_cont), each from its prior."""
-    if layout.noise == "normal":
-        noise = torch.randn(batch, layout.noise_dim, generator=generator, device=device)
-    else:
-        noise = torch.rand(batch, layout.noise_dim, generator=generator, device=device) * 2 - 1
-    categorical = torch.zeros(batch, len(layout.categorical), dtype=torch.long, device=device)
-    for i, code in enumerate(layout.categorical):
-        categorical[:, i] = torch.randint(code.size, (batch,), generator=generator, device=device)
-    continuous = torch.rand(batch, len(layout.continuous), generator=generator, device=device)
-    for j, code in enumerate(layout.continuous):  # scalar ops in place: no host-to-device copy per step
-        continuous[:, j].mul_(code.high - code.low).add_(code.low)
-    return noise, categorical, continuous
 
 
 def translate(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -195,12 +179,15 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
                autocast: contextlib.AbstractContextManager) -> torch.Tensor:
     """One D/Q update and one G update on a batch of real images in [-1, 1].
 
-    Returns the detached losses [D, G, categorical cross-entropy, continuous NLL] without a host sync.
+    Returns the detached losses [D, G, categorical cross-entropy, continuous NLL, pair cross-entropy] without
+    a host sync (the last is 0 unless InfoGAN-CR's regulariser is on).
     """
     generator, discriminator, opt_g, opt_d = networks
     noise, categorical, continuous = sample_latents(layout, len(real), rng, real.device.type)
     with autocast:
         fake = generator(noise, categorical, continuous)
+        pair = contrastive_pair(layout, generator, continuous, rng) if discriminator.pair_classifier else None
+        unshifted = fake
         if config.translate:  # the same shifts serve D's step and G's step
             real, fake = translate(real, config.translate, rng), translate(fake, config.translate, rng)
         # D and Q step: L_I on detached fakes trains the shared trunk and Q's head.
@@ -209,6 +196,11 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
         loss_d = gan_losses(d_real, d_fake)
         ce, nll = information_loss(layout, cat_logits, mean, log_sigma, categorical, continuous)
         loss_dq = loss_d + config.lambda_cat * ce + config.lambda_cont * nll
+        pair_ce = loss_d.new_zeros(())
+        if pair is not None:  # H learns to name the shared code on detached pairs
+            second, shared = pair
+            pair_ce = F.cross_entropy(discriminator.pair_classifier(unshifted.detach(), second.detach()), shared)
+            loss_dq = loss_dq + config.cr_weight * pair_ce
     opt_d.zero_grad(set_to_none=True)
     loss_dq.backward()
     opt_d.step()
@@ -219,11 +211,27 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
         ce_g, nll_g = information_loss(layout, cat_logits, mean, log_sigma, categorical, continuous)
         loss_g = generator_loss(d_fake)
         loss_total_g = loss_g + config.lambda_cat * ce_g + config.lambda_cont * nll_g
+        if pair is not None:  # G makes the shared code easy to name
+            second, shared = pair
+            loss_total_g = loss_total_g + config.cr_weight * F.cross_entropy(
+                discriminator.pair_classifier(unshifted, second), shared)
     opt_g.zero_grad(set_to_none=True)
     loss_total_g.backward()
     opt_g.step()
     discriminator.requires_grad_(True)
-    return torch.stack([loss.detach().float() for loss in (loss_d, loss_g, ce, nll)])
+    return torch.stack([loss.detach().float() for loss in (loss_d, loss_g, ce, nll, pair_ce)])
+
+
+def contrastive_pair(layout: LatentLayout, generator: Generator, continuous: torch.Tensor,
+                     rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """InfoGAN-CR's partner images: for image i, a fresh draw of every latent except continuous code k_i,
+    which keeps image i's value. Returns the partners and k (B,), the code each pair shares."""
+    batch, device = len(continuous), continuous.device
+    noise, categorical, partner = sample_latents(layout, batch, rng, device.type)
+    shared = torch.randint(len(layout.continuous), (batch,), generator=rng, device=device)
+    rows = torch.arange(batch, device=device)
+    partner[rows, shared] = continuous[rows, shared]
+    return generator(noise, categorical, partner), shared
 
 
 def alarms(layout: LatentLayout, epoch: int, loss_d: float, metrics: dict, info_cat: float) -> list[str]:
@@ -268,7 +276,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
     if steps_per_epoch == 0:
         raise DataError(f"{dataset.name}: {len(images)} images, fewer than one batch of {config.batch_size}")
     total_steps = steps_per_epoch * config.epochs
-    step, elapsed, sums = 0, 0.0, torch.zeros(5, device=device)
+    step, elapsed, sums = 0, 0.0, torch.zeros(6, device=device)  # 5 summed losses and the step count
     history: list[dict] = []
     commands = [command]  # how this run was made, for the model card
 
@@ -280,6 +288,8 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         opt_d.load_state_dict(state["opt_d"])
         rng.set_state(state["rng"].cpu())  # generator states are CPU byte tensors, CUDA generators too
         step, elapsed, sums = state["step"], state["elapsed"], state["sums"].to(device)
+        if len(sums) == 5:  # a checkpoint from before the pair loss: its sum is 0
+            sums = torch.cat([sums[:4], sums.new_zeros(1), sums[4:]])
         layout = state["layout"]  # with the label map of the last finished epoch
         history = [m for m in state["history"] if m["epoch"] <= step // steps_per_epoch]
         commands = state.get("commands", []) + commands
@@ -294,6 +304,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         })
 
     autocast = autocast_for(device)
+    scale = reference_scale(dataset.images)  # the units of the continuous codes' measured effects
     bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr)
     started = time.perf_counter() - elapsed
     metrics: dict = history[-1] if history else {}
@@ -311,7 +322,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             step += 1
             bar.update()
             if step % config.log_every == 0 or batch_index == steps_per_epoch - 1:
-                loss_d_avg, loss_g_avg, ce_avg, nll_avg = (sums[:4] / sums[4]).tolist()
+                loss_d_avg, loss_g_avg, ce_avg, nll_avg, _ = (sums[:5] / sums[5]).tolist()
                 info_cat = layout.categorical_entropy - ce_avg
                 bar.set_postfix(epoch=epoch + 1, D=f"{loss_d_avg:.3f}", G=f"{loss_g_avg:.3f}", L_I=f"{info_cat:.3f}",
                                 acc=f"{metrics.get('accuracy', float('nan')):.3f}")
@@ -321,7 +332,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
                 checkpoint()
 
         # End of epoch: metrics on real data, sample grids, alarms, checkpoint.
-        loss_d_avg, loss_g_avg, ce_avg, nll_avg = (sums[:4] / sums[4]).tolist()
+        loss_d_avg, loss_g_avg, ce_avg, nll_avg, pair_ce_avg = (sums[:5] / sums[5]).tolist()
         sums.zero_()
         bound = layout.categorical_entropy
         elapsed = time.perf_counter() - started
@@ -331,6 +342,10 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             "info_cat_nats": bound - ce_avg, "info_cat_bound_nats": bound, "cont_nll": nll_avg,
             **real_metrics, "elapsed_s": round(elapsed, 2), "device": device,
         }
+        if discriminator.pair_classifier:
+            metrics["pair_ce"] = pair_ce_avg
+        if layout.continuous:
+            metrics["code_effects"] = code_effects(generator, layout, scale, device, seed=config.seed)
         metrics["alarms"] = alarms(layout, epoch + 1, loss_d_avg, metrics, bound - ce_avg)
         for alarm in metrics["alarms"]:
             bar.write(f"WARNING epoch {epoch + 1}: {alarm}")
@@ -344,6 +359,9 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         checkpoint()
         atomic_write(metrics_path, lambda out: out.write("".join(json.dumps(m) + "\n" for m in history).encode()))
     bar.close()
+    if metrics.get("code_effects"):
+        print(f"what the continuous codes do (real-digit SDs over the prior):\n{effects_table(metrics['code_effects'])}",
+              file=sys.stderr)
     if layout.categorical and layout.categorical[0].labels:
         (out_dir / "label_map.json").write_text(json.dumps(layout.categorical[0].labels, indent=1) + "\n")
     log.removeHandler(handler)
@@ -411,6 +429,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learn-sigma", action="store_true", help="learn Q's sigma for continuous codes (default: fixed 1)")
     parser.add_argument("--translate", type=at_least(0), help="shift every image D sees by up to this many pixels "
                         "(DiffAugment; not in the paper; default: the preset's, 2 for mnist and fashion-mnist, else 0 = off)")
+    parser.add_argument("--cr-weight", type=finite(0), help="weight of InfoGAN-CR's contrastive regulariser on the "
+                        "continuous codes (Lin et al., 2020; not in the paper; default: the preset's, 0 = off)")
     parser.add_argument("--lr-d", type=finite(0, inclusive=False), help="Adam learning rate of D and Q (default 2e-4)")
     parser.add_argument("--lr-g", type=finite(0, inclusive=False), help="Adam learning rate of G (default 1e-3)")
     parser.add_argument("--checkpoint-every", type=at_least(1), help="steps between checkpoints (default 500)")
@@ -424,10 +444,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "dataset": args.dataset, "epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size,
         "noise_dim": args.noise_dim, "noise": args.noise, "categorical": args.categorical,
         "continuous": args.continuous, "lambda_cont": args.lambda_cont, "learn_sigma": args.learn_sigma or None,
-        "translate": args.translate,
+        "translate": args.translate, "cr_weight": args.cr_weight,
         "lr_d": args.lr_d, "lr_g": args.lr_g, "checkpoint_every": args.checkpoint_every,
     }
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
+    if config.cr_weight > 0 and config.continuous < 2:  # H names which of the continuous codes a pair shares
+        raise ValueError(f"--cr-weight {config.cr_weight:g}: needs at least 2 continuous codes, the run has {config.continuous}")
     if config.translate >= config.image_size // 2:  # shifts of half the image leave D mostly background
         raise ValueError(f"--translate {config.translate}: must be under half the {config.image_size}-pixel image "
                          f"(at most {config.image_size // 2 - 1}; the mnist preset uses 2)")
