@@ -14,9 +14,11 @@ snapshot() {
 }
 (while sleep 40; do snapshot; done) &
 snapshots=$!
-timeout "${SWEEP_SECONDS:-420}" python3 bench/sweep.py --data-dir "$DATA" --out "$RUNS" --seeds 1,2,3 --parallel 15 \
-    --variant base= --variant sigma=--learn-sigma --variant cr1="--cr-weight 1" \
-    --variant cr1-sigma="--cr-weight 1 --learn-sigma" --variant cr3="--cr-weight 3" | tee "$OUT/sweep.md"
+# Variants as arguments (--variant NAME=FLAGS ...); the default is the first sweep of docs/RESULTS.md.
+[ $# -gt 0 ] || set -- --variant base= --variant sigma=--learn-sigma --variant cr1="--cr-weight 1" \
+    --variant cr1-sigma="--cr-weight 1 --learn-sigma" --variant cr3="--cr-weight 3"
+timeout "${SWEEP_SECONDS:-420}" python3 bench/sweep.py --data-dir "$DATA" --out "$RUNS" --seeds 1,2,3 --parallel 15 "$@" \
+    | tee "$OUT/sweep.md"
 kill "$snapshots"
 snapshot
 # The variant to ship: most runs with one factor per code, then the highest median lower share, among those
