@@ -20,10 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from infogan.latent import LatentLayout
 from training.checkpoint import atomic_write
 from training.data import load_dataset
 from training.disentangle import code_effects, effects_table, reference_scale
-from training.latent import LatentLayout
 
 
 class OnnxGenerator(torch.nn.Module):

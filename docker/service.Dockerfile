@@ -19,8 +19,8 @@ RUN apt-get update \
     && useradd --create-home --uid 10001 app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-# The service needs only the torch-free part of training/: the latent layout and image helpers.
-COPY training/__init__.py training/latent.py training/images.py training/
+# The service and the torch-free core it shares with training (the latent layout, the image helpers).
+COPY infogan/ infogan/
 COPY service/ service/
 COPY models/ models/
 ENV PATH=/opt/venv/bin:$PATH \

@@ -27,8 +27,8 @@ import torch
 from onnx import helper, numpy_helper
 from torch import nn
 
+from infogan.latent import LatentLayout
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_networks
-from training.latent import LatentLayout
 from training.model import Discriminator, Generator, sample_latents
 
 OPSET = 18

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from infogan.images import to_uint8
 from service.batcher import MicroBatcher
 from service.latents import Latents, draw
 from service.middleware import Metrics
 from service.model import Model
 from service.settings import Settings
-from training.images import to_uint8
 
 
 class DeadlineExceeded(Exception):

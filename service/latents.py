@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.latent import Code, LatentLayout
+from infogan.latent import Code, LatentLayout
 
 CONTINUOUS_LIMIT = 5.0  # the prior is [-1, 1]; the paper extrapolates to +-2; we allow up to +-5
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from training.latent import LatentLayout
+from infogan.latent import LatentLayout
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from infogan.images import png_bytes, tile
 from service import schemas
 from service.engine import Engine
 from service.imaging import ACCEPTED_TYPES, decode, to_model_input
@@ -27,7 +28,6 @@ from service.latents import (
     pin,
     traversal,
 )
-from training.images import png_bytes, tile
 
 router = APIRouter()
 MAX_ROWS = MAX_STEPS = 32

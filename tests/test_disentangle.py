@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from infogan.latent import LatentLayout
 from training.disentangle import code_effects, effects_table, separated, slant, thickness
-from training.latent import LatentLayout
 
 
 def bar(width: int, shear: float, size: int = 28) -> np.ndarray:

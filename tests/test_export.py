@@ -7,9 +7,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from infogan.latent import LatentLayout
 from tests.conftest import run
 from training.checkpoint import load_checkpoint, load_networks
-from training.latent import LatentLayout
 
 
 def test_export_writes_verified_self_describing_files(model_dir, trained_run):

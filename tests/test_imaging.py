@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from infogan.images import png_bytes
 from service.imaging import to_model_input
-from training.images import png_bytes
 
 
 def drawn_digit(size: int, dark_on_light: bool) -> Image.Image:

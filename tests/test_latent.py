@@ -1,6 +1,6 @@
 import pytest
 
-from training.latent import Code, LatentLayout
+from infogan.latent import Code, LatentLayout
 from training.model import PRESETS
 
 

@@ -325,3 +325,18 @@ def test_service_never_imports_torch():
     code = ("import sys, service.__main__, service.app; "
             "sys.exit(any(name.split('.')[0] == 'torch' for name in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+# `python -m service` with torch and the whole training package unimportable: what the service image holds.
+WITHOUT_TRAINING = ("-c", "import sys; sys.modules['torch'] = sys.modules['training'] = None; "
+                    "from service.__main__ import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_the_service_stands_alone_without_torch_or_training(model_dir):
+    alone = Server(model_dir, launcher=WITHOUT_TRAINING)
+    try:
+        response = httpx.post(alone.url + "/generate", json={"seed": 3, "n": 2}, timeout=30)
+        assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+        assert httpx.get(alone.url + "/traverse", params={"code": "2", "rows": 1}, timeout=30).status_code == 200
+    finally:
+        alone.stop()

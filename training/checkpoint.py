@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from training.latent import LatentLayout
+from infogan.latent import LatentLayout
 from training.model import Config, Discriminator, Generator
 
 CHECKPOINT_NAME = "checkpoint.pt"

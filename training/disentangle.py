@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.latent import LatentLayout
+from infogan.latent import LatentLayout
 from training.model import sample_latents
 
 FACTORS = ("slant", "thickness")

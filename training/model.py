@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.latent import LatentLayout
+from infogan.latent import LatentLayout
 
 LEAK = 0.1  # the paper's leaky-ReLU slope
 

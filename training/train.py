@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from infogan.images import png_bytes, tile, to_uint8
+from infogan.latent import LatentLayout
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from training.data import IDX_DATASETS, DataError, Dataset, download, load_dataset
 from training.disentangle import code_effects, effects_table, reference_scale
-from training.images import png_bytes, tile, to_uint8
-from training.latent import LatentLayout
 from training.metrics import hungarian_map, nmi
 from training.model import PRESETS, Config, Discriminator, Generator, init_weights, sample_latents
 
