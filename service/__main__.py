@@ -19,16 +19,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="TCP port (env PORT, default 8000)")
     parser.add_argument("--model", type=Path, help="model directory from `python -m export` "
                         "(env MODEL_DIR, default: the embedded models/mnist)")
+    parser.add_argument("--workers", type=lambda text: text if text == "auto" else int(text),
+                        help="processes serving the port, each with its own session (env WORKERS, default auto: "
+                        "one per available core)")
     args = parser.parse_args(argv)
-    overrides = {"host": args.host, "port": args.port, "model_dir": args.model}
+    overrides = {"host": args.host, "port": args.port, "model_dir": args.model, "workers": args.workers}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     try:
-        model = open_model(settings)
+        model = open_model(settings)  # fails here, with the file's name, rather than in every worker
     except ModelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"serving {settings.model_dir} on http://{settings.host}:{settings.port} ({model.provider})", file=sys.stderr)
-    serve(settings, model)
+    workers = settings.worker_count()
+    print(f"serving {settings.model_dir} on http://{settings.host}:{settings.port} ({model.provider}, {workers} "
+          f"worker(s) x {settings.threads_per_worker()} onnxruntime thread(s))", file=sys.stderr)
+    serve(settings, model if workers == 1 else None)  # each worker opens its own session
     return 0
 
 

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from service.batcher import Overloaded
 from service.engine import DeadlineExceeded, Engine
 from service.imaging import UploadError
 from service.latents import CodeError
-from service.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from service.middleware import MULTIPROCESS_ENV, BodyLimitMiddleware, Metrics, MetricsMiddleware, prepare_metrics_dir
 from service.model import CUDA, Model, ModelError, load_model
 from service.routes import router
 from service.settings import Settings
@@ -30,17 +30,31 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 def open_model(settings: Settings) -> Model:
     """Loads the model directory and enforces REQUIRE_GPU against the live session's provider."""
-    model = load_model(settings.model_dir, settings.intra_op_threads)
+    model = load_model(settings.model_dir, settings.threads_per_worker())
     if settings.require_gpu and model.provider != CUDA:
         raise ModelError(f"{settings.model_dir}: REQUIRE_GPU is set but the session runs on {model.provider} "
                          "(is onnxruntime-gpu installed and a GPU visible?)")
     return model
 
 
-def serve(settings: Settings, model: Model) -> None:
-    """Runs the app on uvicorn until interrupted (what `python -m service` does once the model is open)."""
-    uvicorn.run(create_app(settings, model), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=settings.access_log)
+def serve(settings: Settings, model: Model | None) -> None:
+    """Runs the app on uvicorn until interrupted (what `python -m service` does once the model is open).
+
+    With several workers, uvicorn starts them as processes sharing the port; each builds its own app (its own
+    session and batcher) from the environment, so the resolved settings travel there, and the Prometheus
+    series go through files in one directory so that any worker's /metrics counts every request.
+    """
+    workers = settings.worker_count()
+    options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
+               "access_log": settings.access_log}
+    if workers == 1:
+        uvicorn.run(create_app(settings, model), **options)
+        return
+    metrics_dir = prepare_metrics_dir(settings.metrics_dir)
+    os.environ.update({"HOST": settings.host, "PORT": str(settings.port), "MODEL_DIR": str(settings.model_dir),
+                       "INTRA_OP_THREADS": str(settings.threads_per_worker()), "WORKERS": str(workers),
+                       MULTIPROCESS_ENV: str(metrics_dir)})
+    uvicorn.run("service.app:create_app", factory=True, workers=workers, **options)
 
 
 def _error(status: int, field: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -56,13 +70,15 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     async def lifespan(app: FastAPI):
         engine = Engine(model or open_model(settings), settings, metrics)
         app.state.engine = engine
+        # Warmed up before the first connection is accepted: a worker that shares the port takes traffic only
+        # once every batch size has run.
+        await engine.start()
         # The app, the model and the libraries live as long as the process: moved out of the collector's
         # reach, a full collection no longer rescans them (it paused every request for ~25 ms).
         gc.freeze()
-        warm_up = asyncio.create_task(engine.start())  # /readyz answers 503 until this finishes
         yield
-        warm_up.cancel()
         await engine.stop()
+        metrics.close()
 
     app = FastAPI(
         title="infogan-serve",

@@ -44,11 +44,12 @@ def bucket_sizes(max_batch: int) -> list[int]:
 
 class MicroBatcher:
     def __init__(self, run: Run, executor: Executor, max_batch: int, wait_s: float, queue_size: int,
-                 observe: Callable[[int], None] = lambda size: None):
+                 observe: Callable[[int], None] = lambda size: None,
+                 report_depth: Callable[[int], None] = lambda depth: None):
         self.run, self.executor = run, executor
         self.max_batch, self.wait_s, self.queue_size = max_batch, wait_s, queue_size
         self.buckets = bucket_sizes(max_batch)
-        self.observe = observe
+        self.observe, self.report_depth = observe, report_depth
         self.waiting: collections.deque[_Request] = collections.deque()
         self.queued = 0  # images in `waiting`
         self.expected = 1  # requests the last batch saw (taken or still waiting): the load the window waits for
@@ -70,6 +71,7 @@ class MicroBatcher:
         request = _Request(feeds, len(next(iter(feeds.values()))), loop.create_future(), finish)
         self.waiting.append(request)
         self.queued += request.size
+        self.report_depth(len(self.waiting))
         self.wakeup.set()
         return await request.future
 
@@ -90,6 +92,7 @@ class MicroBatcher:
             if not request.future.done():  # done already: its client gave up (deadline or disconnect)
                 taken.append(request)
                 count += request.size
+        self.report_depth(len(self.waiting))
         return taken
 
     def _filling(self) -> bool:

@@ -29,10 +29,9 @@ class Engine:
         wait_s = settings.batch_wait_ms / 1000
 
         def batcher(name: str, session) -> MicroBatcher:
-            made = MicroBatcher(lambda feeds: session.run(None, feeds), self.executor, settings.max_batch, wait_s,
-                                settings.queue_size, metrics.batch_size.labels(name).observe)
-            metrics.queue_depth.labels(name).set_function(lambda: made.depth)
-            return made
+            return MicroBatcher(lambda feeds: session.run(None, feeds), self.executor, settings.max_batch, wait_s,
+                                settings.queue_size, metrics.batch_size.labels(name).observe,
+                                metrics.queue_depth.labels(name).set)
 
         self.generator = batcher("generator", model.generator)
         self.encoder = batcher("encoder", model.encoder) if model.encoder else None

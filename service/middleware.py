@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by serve() before the workers start; read at import time
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 disable_created_metrics()  # the *_created series double the output and nobody graphs them
 
 
+def prepare_metrics_dir(directory: Path | None) -> Path:
+    """An empty directory for the workers' metric files (old files would add a past run's counts)."""
+    if directory is None:
+        return Path(tempfile.mkdtemp(prefix="infogan-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.iterdir():
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    return directory
+
+
 class Metrics:
-    """The Prometheus series of one app (its own registry, so several apps can live in one process)."""
+    """The Prometheus series of one app (its own registry, so several apps can live in one process).
+
+    Under several workers (PROMETHEUS_MULTIPROC_DIR set) every series is also written to a per-process file,
+    and /metrics renders the sum over all workers' files: a scrape counts every request, whichever worker
+    served it. Gauges then add up over live workers (queue depth) or take their maximum (provider).
+    """
 
     def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
         self.registry = CollectorRegistry()
         self.requests = Counter("http_requests_total", "HTTP requests by route and status",
                                 ["route", "method", "status"], registry=self.registry)
@@ -25,12 +48,21 @@ class Metrics:
         self.batch_size = Histogram("inference_batch_size", "images per onnxruntime run (before padding)",
                                     ["model"], buckets=BATCH_BUCKETS, registry=self.registry)
         self.queue_depth = Gauge("inference_queue_depth", "requests waiting for inference", ["model"],
-                                 registry=self.registry)
+                                 registry=self.registry, multiprocess_mode="livesum")
         self.provider = Gauge("inference_provider", "1 for the execution provider the session runs on",
-                              ["provider"], registry=self.registry)
+                              ["provider"], registry=self.registry, multiprocess_mode="livemax")
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return generate_latest(merged)
+
+    def close(self) -> None:
+        """At a worker's exit: its live gauges leave the sums."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())
 
 
 class MetricsMiddleware:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +29,33 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(10.0, gt=0, description="deadline of one request, queueing included")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body (413 beyond)")
     max_upload_pixels: int = Field(4096 * 4096, ge=1, description="largest image /encode decodes")
-    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per run (0: one per core)")
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="processes serving the port, each with its own onnxruntime session and batcher; auto: "
+        "one per available core (cgroup CPU limit included) divided by INTRA_OP_THREADS when that is set")
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per run (0: the available cores shared "
+                                  "out among the workers)")
+    metrics_dir: Path | None = Field(None, description="with several workers, where they share their Prometheus "
+                                     "series (PROMETHEUS_MULTIPROC_DIR; default: a fresh temporary directory)")
     log_level: str = Field("info", description="uvicorn log level")
     access_log: bool = Field(True, description="log every request (uvicorn access log)")
+
+    def worker_count(self) -> int:
+        if self.workers != "auto":
+            return max(1, self.workers)
+        return max(1, available_cpus() // max(1, self.intra_op_threads))
+
+    def threads_per_worker(self) -> int:
+        """INTRA_OP_THREADS, or the available cores shared out among the workers (never oversubscribed)."""
+        return self.intra_op_threads or max(1, available_cpus() // self.worker_count())
+
+
+def available_cpus() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU limit (a container's `cpus`)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus

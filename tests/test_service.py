@@ -340,3 +340,16 @@ def test_the_service_stands_alone_without_torch_or_training(model_dir):
         assert httpx.get(alone.url + "/traverse", params={"code": "2", "rows": 1}, timeout=30).status_code == 200
     finally:
         alone.stop()
+
+
+def test_several_workers_share_the_port_and_every_scrape_counts_every_request(model_dir):
+    fleet = Server(model_dir, WORKERS="2", INTRA_OP_THREADS="1")
+    try:
+        for seed in range(12):  # a new connection each time, so the kernel spreads them over the workers
+            assert httpx.post(fleet.url + "/generate", json={"seed": seed}, timeout=30).status_code == 200
+        pattern = 'http_requests_total{method="POST",route="/generate",status="200"}'
+        for _ in range(4):
+            lines = httpx.get(fleet.url + "/metrics", timeout=30).text.splitlines()
+            assert float(next(line for line in lines if line.startswith(pattern)).split()[-1]) == 12
+    finally:
+        fleet.stop()
