@@ -1,6 +1,7 @@
 """Load test of the service: requests/s, images/s, latency percentiles and inference batch size.
 
     python bench/serve_load.py [--model models/mnist] [--seconds 5] [--concurrency 1 4 16 64]
+    python bench/serve_load.py --goals     # the service's defaults against onnxruntime alone, as ratios
 
 Starts `python -m service` twice (micro-batching on, then off with MAX_BATCH=1) and drives each with a
 keep-alive HTTP/1.1 client on asyncio (one connection per concurrent client), for GET /healthz,
@@ -27,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = {
+CASES = {  # codes and a seed, as a client that reproduces images sends them
     "GET /healthz": ("GET", "/healthz", b"", 0),
-    "POST /generate n=1": ("POST", "/generate", b'{"n": 1}', 1),
-    "POST /generate n=16": ("POST", "/generate", b'{"n": 16}', 16),
+    "POST /generate n=1": ("POST", "/generate", b'{"n": 1, "codes": {"c1": 3}, "seed": 7}', 1),
+    "POST /generate n=16": ("POST", "/generate", b'{"n": 16, "codes": {"c1": 3}, "seed": 7}', 16),
 }
+# The goals of docs/PERFORMANCE.md: each case against onnxruntime alone at a batch size, in the same run.
+GOALS = [("POST /generate n=1", 16, 16, 0.5), ("POST /generate n=16", 16, 64, 0.8)]  # case, concurrency, batch, ratio
 
 
 async def client(host: str, port: int, request: bytes, stop: float, latencies: list[float], errors: list[int]) -> None:
@@ -52,12 +55,16 @@ async def client(host: str, port: int, request: bytes, stop: float, latencies: l
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    """User + system CPU time so far of a process and its children, e.g. uvicorn's workers (Linux /proc)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
 
 
 def batch_stats(url: str) -> tuple[float, float]:
@@ -121,6 +128,47 @@ def serve_replaying(model_dir: Path, port: int) -> None:
     serve(settings, model)
 
 
+def onnxruntime_alone(model_dir: Path, batch: int, seconds: float) -> float:
+    """Images/s of the generator session alone (all cores, no HTTP), on the service's own feeds."""
+    sys.path.insert(0, str(ROOT))
+    from service.latents import draw
+    from service.model import load_model
+
+    model = load_model(model_dir)
+    feeds = draw(model.layout, 7, range(batch)).feeds()
+    for _ in range(10):
+        model.generator.run(None, feeds)
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        model.generator.run(None, feeds)
+        runs += 1
+    return runs * batch / (time.perf_counter() - started)
+
+
+def goals(model_dir: Path, seconds: float) -> None:
+    """The service with its defaults against onnxruntime alone, measured one after the other, never together."""
+    alone = {batch: onnxruntime_alone(model_dir, batch, seconds) for batch in sorted({g[2] for g in GOALS})}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = start_server(model_dir, port, {})
+    try:
+        rows = [(asyncio.run(measure(f"http://127.0.0.1:{port}", port, case, concurrency, seconds, server.pid)),
+                 batch, ratio) for case, concurrency, batch, ratio in GOALS]
+    finally:
+        server.terminate()
+        server.wait()
+    print("| case | concurrency | service images/s | onnxruntime alone images/s (batch) | ratio | goal | p99 ms "
+          "| errors | server CPU ms/req |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row, batch, ratio in rows:
+        print(f"| {row['case']} | {row['concurrency']} | {row['images_per_s']:,.0f} | {alone[batch]:,.0f} ({batch}) | "
+              f"{row['images_per_s'] / alone[batch]:.2f}x | >= {ratio}x | {row['p99_ms']:.1f} | {row['errors']} | "
+              f"{row['server_cpu_ms']:.2f} |")
+    print(json.dumps({"model": str(model_dir), "seconds": seconds, "cpus": os.cpu_count(), "onnxruntime_alone": alone,
+                      "results": [row for row, _, _ in rows]}))
+
+
 def start_server(model: Path, port: int, env: dict, replay: bool = False) -> subprocess.Popen:
     command = [__file__, "--serve-replaying"] if replay else ["-m", "service"]
     process = subprocess.Popen([sys.executable, *command, "--model", str(model), "--port", str(port)], cwd=ROOT,
@@ -142,11 +190,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--replay-inference", action="store_true",
                         help="one server whose generator replays its first output per batch size: the HTTP path alone")
+    parser.add_argument("--goals", action="store_true",
+                        help="only the goal cells: the service's defaults against onnxruntime alone, with the ratios")
     parser.add_argument("--serve-replaying", action="store_true", help=argparse.SUPPRESS)  # the server --replay starts
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_replaying:
         serve_replaying(args.model, args.port)
+        return
+    if args.goals:
+        goals(args.model, args.seconds)
         return
     modes = {"batching on": {}, "batching off": {"MAX_BATCH": "1", "BATCH_WAIT_MS": "0"}}
     if args.replay_inference:
