@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     workers = settings.worker_count()
     print(f"serving {settings.model_dir} on http://{settings.host}:{settings.port} ({model.provider}, {workers} "
           f"worker(s) x {settings.threads_per_worker()} onnxruntime thread(s))", file=sys.stderr)
-    serve(settings, model if workers == 1 else None)  # each worker opens its own session
+    if workers > 1:
+        model = None  # each worker opens its own session; this process only supervises them
+    serve(settings, model)
     return 0
 
 

@@ -46,7 +46,7 @@ def serve(settings: Settings, model: Model | None) -> None:
     """
     workers = settings.worker_count()
     options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
-               "access_log": settings.access_log}
+               "access_log": settings.access_log, "timeout_graceful_shutdown": settings.shutdown_grace_s}
     if workers == 1:
         uvicorn.run(create_app(settings, model), **options)
         return

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
                                   "out among the workers)")
     metrics_dir: Path | None = Field(None, description="with several workers, where they share their Prometheus "
                                      "series (PROMETHEUS_MULTIPROC_DIR; default: a fresh temporary directory)")
+    shutdown_grace_s: float = Field(20.0, ge=0, description="on SIGTERM, how long in-flight requests may take to "
+                                    "finish before the process exits (keep Kubernetes' terminationGracePeriodSeconds "
+                                    "above it)")
     log_level: str = Field("info", description="uvicorn log level")
     access_log: bool = Field(True, description="log every request (uvicorn access log)")
 
