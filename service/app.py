@@ -13,10 +13,11 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.batcher import Overloaded
+from service.contract import with_model
 from service.engine import DeadlineExceeded, Engine
 from service.imaging import UploadError
 from service.latents import CodeError
@@ -60,6 +61,13 @@ def serve(settings: Settings, model: Model | None) -> None:
 def _error(status: int, field: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"detail": [{"loc": field.split("."), "msg": message, "type": "value_error"}]},
                         status_code=status, headers=headers)
+
+
+def static_file(path: Path):
+    async def endpoint() -> FileResponse:
+        return FileResponse(path)
+
+    return endpoint
 
 
 def create_app(settings: Settings | None = None, model: Model | None = None) -> FastAPI:
@@ -113,9 +121,29 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         details = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in error.errors()]
         return JSONResponse({"detail": details}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # a body FastAPI could not parse at all: the same 422 as any bad body
+            return _error(422, "body", f"unreadable request body: {error.detail}")
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+    def openapi() -> dict:
+        """FastAPI's schema, completed with the loaded model's codes (service/contract.py)."""
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)  # caches the generic schema in app.openapi_schema
+            engine = getattr(app.state, "engine", None)
+            if engine is None:  # not started (no model yet): the generic schema, not kept
+                app.openapi_schema = None
+                return schema
+            app.openapi_schema = with_model(schema, engine.model.layout)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(router)
-    if STATIC_DIR.is_dir():
-        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="playground")
+    # The playground's files by name, not a catch-all mount: other paths stay the API's (404, or 405 with Allow).
+    for path in sorted(STATIC_DIR.glob("*")) if STATIC_DIR.is_dir() else []:
+        route = "/" if path.name == "index.html" else f"/{path.name}"
+        app.add_api_route(route, static_file(path), methods=["GET"], include_in_schema=False)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -58,6 +58,8 @@ def check_value(code: Code, value: object, field: str) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CodeError(field, f"{code.name} must be a number, got {type(value).__name__}")
     if code.kind == "categorical":
+        if isinstance(value, float) and value.is_integer():  # JSON's 3.0 is the integer 3
+            value = int(value)
         if not isinstance(value, int):
             raise CodeError(field, f"{code.name} is categorical: expected an integer in [0, {code.size}), got {value}")
         if not 0 <= value < code.size:

@@ -101,9 +101,8 @@ async def info(request: Request) -> dict:
     }
 
 
-@router.post("/generate", summary="Images for given code values", responses={
-    **PNG, **ERRORS, 200: {**PNG[200], "content": {**PNG[200]["content"], "application/json": {
-        "schema": {"$ref": "#/components/schemas/GenerateResponse"}}}}})
+@router.post("/generate", summary="Images for given code values",
+             responses={**ERRORS, 200: {**PNG[200], "model": schemas.GenerateResponse}})
 async def generate(body: schemas.GenerateRequest, request: Request) -> Response:
     engine = engine_of(request)
     layout = engine.model.layout
@@ -122,16 +121,17 @@ async def generate(body: schemas.GenerateRequest, request: Request) -> Response:
 
 
 @router.get("/traverse", summary="A traversal grid: one code's values across, independent draws down",
-            responses={**PNG, **ERRORS, 200: {**PNG[200], "content": {**PNG[200]["content"], "application/json": {
-                "schema": {"$ref": "#/components/schemas/TraverseResponse"}}}}})
+            responses={**ERRORS, 200: {**PNG[200], "model": schemas.TraverseResponse}})
 async def traverse(
     request: Request,
-    code: str = Query(..., description="the code to traverse: its index from 1 or its name", examples=["1", "c2"]),
+    code: str = Query(..., min_length=1, description="the code to traverse: its index from 1 or its name",
+                      examples=["1", "c2"]),
     steps: int = Query(10, ge=2, le=MAX_STEPS, description="values of a continuous code (ignored for categorical)"),
     rows: int = Query(10, ge=1, le=MAX_ROWS, description="independent draws of the noise and the other codes"),
     low: float = Query(-2.0, ge=-CONTINUOUS_LIMIT, le=CONTINUOUS_LIMIT, description="first continuous value"),
-    high: float = Query(2.0, ge=-CONTINUOUS_LIMIT, le=CONTINUOUS_LIMIT, description="last continuous value"),
-    seed: int | None = Query(None, ge=0, le=2**63 - 1, description="reproducible draws, as in /generate"),
+    high: float = Query(2.0, ge=-CONTINUOUS_LIMIT, le=CONTINUOUS_LIMIT,
+                        description="last continuous value (below `low`: the sweep runs backwards)"),
+    seed: int | None = Query(None, ge=0, le=schemas.MAX_SEED, description="reproducible draws, as in /generate"),
 ) -> Response:
     engine = engine_of(request)
     layout = engine.model.layout
@@ -139,8 +139,6 @@ async def traverse(
         target = layout.code(code)
     except KeyError as error:
         raise CodeError("code", error.args[0]) from None
-    if target.kind == "continuous" and not low < high:
-        raise CodeError("low", f"low ({low}) must be below high ({high})")
     pins = {}
     for name, raw in request.query_params.items():  # other codes pinned by name: &c1=7
         if name in {c.name for c in layout.codes}:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt
 
 from service.latents import CONTINUOUS_LIMIT
 
 CodeValue = StrictInt | StrictFloat
+
+
+def _integral(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer as JSON Schema has it: 53 or 53.0, never "53", true or 53.5.
+WholeNumber = Annotated[StrictInt, BeforeValidator(_integral)]
 MAX_IMAGES = 64
+MAX_SEED = 2**53 - 1  # exact in every JSON parser, JavaScript's included
 
 
 class GenerateRequest(BaseModel):
@@ -25,9 +34,9 @@ class GenerateRequest(BaseModel):
         "given are drawn from their prior.")
     label: str | None = Field(None, description="a class label of the model's label map (e.g. \"7\"); selects that "
                               "categorical value")
-    n: StrictInt = Field(1, ge=1, le=MAX_IMAGES, description="number of images; they share the given codes")
-    seed: StrictInt | None = Field(None, ge=0, le=2**63 - 1, description="makes the output reproducible: image i's "
-                                   "noise and prior draws depend only on (seed, i)")
+    n: WholeNumber = Field(1, ge=1, le=MAX_IMAGES, description="number of images; they share the given codes")
+    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED), BeforeValidator(_integral)] | None = Field(
+        None, description="makes the output reproducible: image i's noise and prior draws depend only on (seed, i)")
 
 
 class GeneratedImage(BaseModel):
