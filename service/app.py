@@ -6,14 +6,18 @@
 from __future__ import annotations
 
 import gc
+import math
 import os
+import signal
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.batcher import Overloaded
@@ -23,7 +27,7 @@ from service.imaging import UploadError
 from service.latents import CodeError
 from service.middleware import MULTIPROCESS_ENV, BodyLimitMiddleware, Metrics, MetricsMiddleware, prepare_metrics_dir
 from service.model import CUDA, Model, ModelError, load_model
-from service.routes import router
+from service.routes import ClientDisconnected, router
 from service.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -63,6 +67,21 @@ def _error(status: int, field: str, message: str, headers: dict | None = None) -
                         status_code=status, headers=headers)
 
 
+def drain_on_sigterm(engine: Engine) -> None:
+    """On SIGTERM, /readyz turns 503 before uvicorn's own handler starts the graceful shutdown (in-flight
+    requests finish within SHUTDOWN_GRACE_S). Chained, so uvicorn keeps doing the shutdown itself."""
+    if threading.current_thread() is not threading.main_thread():  # signals can only be set from the main thread
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        engine.draining = True
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, handle)
+
+
 def static_file(path: Path):
     async def endpoint() -> FileResponse:
         return FileResponse(path)
@@ -81,6 +100,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         # Warmed up before the first connection is accepted: a worker that shares the port takes traffic only
         # once every batch size has run.
         await engine.start()
+        drain_on_sigterm(engine)
         # The app, the model and the libraries live as long as the process: moved out of the collector's
         # reach, a full collection no longer rescans them (it paused every request for ~25 ms).
         gc.freeze()
@@ -107,13 +127,17 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     async def upload_error(request: Request, error: UploadError) -> JSONResponse:
         return _error(422, "body", str(error))
 
-    @app.exception_handler(Overloaded)
-    async def overloaded(request: Request, error: Overloaded) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "1"})
+    async def unavailable(request: Request, error: Overloaded | DeadlineExceeded) -> JSONResponse:
+        # Retry-After: the seconds the queue now needs to drain, at the measured rate (HTTP wants whole seconds)
+        retry_after = max(1, math.ceil(error.retry_after_s))
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": str(retry_after)})
 
-    @app.exception_handler(DeadlineExceeded)
-    async def deadline(request: Request, error: DeadlineExceeded) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "1"})
+    app.add_exception_handler(Overloaded, unavailable)
+    app.add_exception_handler(DeadlineExceeded, unavailable)
+
+    @app.exception_handler(ClientDisconnected)
+    async def gone(request: Request, error: ClientDisconnected) -> Response:
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it, the metrics do
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -1,6 +1,10 @@
 """Micro-batching: concurrent requests merged into one onnxruntime run on a single inference thread.
 
-Requests wait in a bounded queue (full: `Overloaded`, answered 503 at once). The batcher takes the first
+Admission is by expected wait, not by count alone: the batcher keeps a running estimate of the inference
+time per image, and a request whose wait (the images queued and running ahead of it, at that rate) would
+pass its budget is refused at once (`Overloaded`, answered 503 with a Retry-After from the real queue)
+instead of being computed for a client that will have given up. A request whose caller has gone (deadline
+or disconnect) is dropped from the queue before it is computed. The batcher takes the first
 waiting request, lets the window of `wait_s` gather more, and runs up to `max_batch` images together,
 padded to a power-of-two size so the session only ever sees the shapes warmed up at start-up. The window
 closes early once as many requests wait as the last batch saw, or a full batch: when every busy client has
@@ -12,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -22,10 +28,15 @@ import numpy as np
 log = logging.getLogger("service.batcher")
 
 Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+RATE_SMOOTHING = 0.1  # weight of the newest batch in the time-per-image average
 
 
 class Overloaded(Exception):
-    """The queue is full; the client should retry later."""
+    """The request cannot be answered in time; the client should retry after `retry_after_s`."""
+
+    def __init__(self, message: str, reason: str, retry_after_s: float):
+        super().__init__(message)
+        self.reason, self.retry_after_s = reason, retry_after_s
 
 
 @dataclass
@@ -34,6 +45,17 @@ class _Request:
     size: int
     future: asyncio.Future
     finish: Callable[[list[np.ndarray]], Any]  # runs on the inference thread, on this request's outputs
+    queued_at: float
+
+
+@dataclass
+class Observers:
+    """Where the batcher reports what it does (the service's Prometheus series; no-ops by default)."""
+
+    batch_size: Callable[[int], None] = lambda size: None
+    depth: Callable[[int], None] = lambda depth: None
+    queue_wait: Callable[[float], None] = lambda seconds: None  # of every request taken into a batch
+    abandoned: Callable[[], None] = lambda: None  # a queued request dropped because its caller had gone
 
 
 def bucket_sizes(max_batch: int) -> list[int]:
@@ -44,41 +66,56 @@ def bucket_sizes(max_batch: int) -> list[int]:
 
 class MicroBatcher:
     def __init__(self, run: Run, executor: Executor, max_batch: int, wait_s: float, queue_size: int,
-                 observe: Callable[[int], None] = lambda size: None,
-                 report_depth: Callable[[int], None] = lambda depth: None):
+                 observers: Observers | None = None):
         self.run, self.executor = run, executor
         self.max_batch, self.wait_s, self.queue_size = max_batch, wait_s, queue_size
         self.buckets = bucket_sizes(max_batch)
-        self.observe, self.report_depth = observe, report_depth
+        self.observers = observers or Observers()
         self.waiting: collections.deque[_Request] = collections.deque()
         self.queued = 0  # images in `waiting`
+        self.running = 0  # images in the batch on the inference thread
+        self.seconds_per_image = 0.0  # moving average over recent batches (run and finish); 0 until measured
         self.expected = 1  # requests the last batch saw (taken or still waiting): the load the window waits for
         self.wakeup = asyncio.Event()  # set by every new request
 
-    @property
-    def depth(self) -> int:
-        return len(self.waiting)
+    def expected_wait(self, size: int = 0) -> float:
+        """Seconds until `size` more images would be answered, at the measured rate."""
+        return (self.queued + self.running + size) * self.seconds_per_image
 
-    async def submit(self, feeds: dict[str, np.ndarray], finish: Callable[[list[np.ndarray]], Any] = list) -> Any:
+    async def submit(self, feeds: dict[str, np.ndarray], finish: Callable[[list[np.ndarray]], Any] = list,
+                     budget_s: float = math.inf) -> Any:
         """Queues one request (any number of images) and waits for finish(its outputs).
 
+        Refused at once (`Overloaded`) when the queue holds `queue_size` requests, or when work is queued or
+        running and the expected wait (that work and this request's own images) is over `budget_s`; a request
+        that finds the batcher idle is always taken, since retrying could not make it faster.
         `finish` (e.g. PNG encoding) runs on the inference thread right after the batch, so the event loop
-        neither blocks on it nor pays a second thread hop.
+        neither blocks on it nor pays a second thread hop. Cancelling the caller (a deadline, a disconnect)
+        takes the request out of the queue: it is never computed.
         """
+        size = len(next(iter(feeds.values())))
         if len(self.waiting) >= self.queue_size:
-            raise Overloaded(f"inference queue full ({self.queue_size} requests waiting)")
+            raise Overloaded(f"inference queue full ({self.queue_size} requests waiting)", "queue_full",
+                             self.expected_wait())
+        wait = self.expected_wait(size)
+        if (self.queued or self.running) and wait > budget_s:
+            raise Overloaded(f"the expected wait ({wait:.2f} s) is over this request's {budget_s:g} s budget",
+                             "expected_wait", self.expected_wait())
         loop = asyncio.get_running_loop()
-        request = _Request(feeds, len(next(iter(feeds.values()))), loop.create_future(), finish)
+        request = _Request(feeds, size, loop.create_future(), finish, time.perf_counter())
         self.waiting.append(request)
         self.queued += request.size
-        self.report_depth(len(self.waiting))
+        self.observers.depth(len(self.waiting))
         self.wakeup.set()
         return await request.future
 
     def warm_up(self, feeds: dict[str, np.ndarray]) -> None:
-        """Runs every batch size the batcher will use once, from a one-image example (blocking)."""
+        """Runs every batch size the batcher will use once, from a one-image example (blocking); the largest
+        batch, timed, gives the first estimate of the time per image."""
         for size in self.buckets:
+            started = time.perf_counter()
             self.run({name: np.repeat(value, size, axis=0) for name, value in feeds.items()})
+        self.seconds_per_image = (time.perf_counter() - started) / self.buckets[-1]
 
     def _take(self) -> list[_Request]:
         """Waiting requests (cancelled ones dropped) up to max_batch images; a larger one goes alone."""
@@ -89,10 +126,15 @@ class MicroBatcher:
                 break
             self.waiting.popleft()
             self.queued -= request.size
-            if not request.future.done():  # done already: its client gave up (deadline or disconnect)
-                taken.append(request)
-                count += request.size
-        self.report_depth(len(self.waiting))
+            if request.future.done():  # its caller gave up (deadline or disconnect): never computed
+                self.observers.abandoned()
+                continue
+            taken.append(request)
+            count += request.size
+        now = time.perf_counter()
+        for request in taken:
+            self.observers.queue_wait(now - request.queued_at)
+        self.observers.depth(len(self.waiting))
         return taken
 
     def _filling(self) -> bool:
@@ -128,12 +170,17 @@ class MicroBatcher:
             for name in batch[0].feeds:
                 joined = np.concatenate([request.feeds[name] for request in batch])
                 feeds[name] = np.concatenate([joined, np.repeat(joined[-1:], padded - total, axis=0)])
-            self.observe(total)
+            self.observers.batch_size(total)
+            self.running = total
+            started = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self.executor, self._run_batch, feeds, batch)
             except Exception as error:  # one bad batch must not stop the loop; its requests get the error
                 log.exception("inference failed")
                 results = [error] * len(batch)
+            self.running = 0
+            per_image = (time.perf_counter() - started) / total
+            self.seconds_per_image += RATE_SMOOTHING * (per_image - self.seconds_per_image)
             for request, result in zip(batch, results):
                 if request.future.done():
                     continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from infogan.images import to_uint8
-from service.batcher import MicroBatcher
+from service.batcher import MicroBatcher, Observers, Overloaded
 from service.latents import Latents, draw
 from service.middleware import Metrics
 from service.model import Model
@@ -18,7 +19,11 @@ from service.settings import Settings
 
 
 class DeadlineExceeded(Exception):
-    """A request waited longer than its deadline."""
+    """A request waited longer than its deadline; the queue would take `retry_after_s` to drain."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Engine:
@@ -26,12 +31,15 @@ class Engine:
         self.model, self.settings = model, settings
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="inference")  # one worker: no oversubscription
         self.ready = False
+        self.draining = False  # set on SIGTERM: /readyz answers 503 while in-flight requests finish
+        self.shed = metrics.shed
         wait_s = settings.batch_wait_ms / 1000
 
         def batcher(name: str, session) -> MicroBatcher:
+            observers = Observers(metrics.batch_size.labels(name).observe, metrics.queue_depth.labels(name).set,
+                                  metrics.queue_wait.labels(name).observe, metrics.abandoned.labels(name).inc)
             return MicroBatcher(lambda feeds: session.run(None, feeds), self.executor, settings.max_batch, wait_s,
-                                settings.queue_size, metrics.batch_size.labels(name).observe,
-                                metrics.queue_depth.labels(name).set)
+                                settings.queue_size, observers)
 
         self.generator = batcher("generator", model.generator)
         self.encoder = batcher("encoder", model.encoder) if model.encoder else None
@@ -56,17 +64,26 @@ class Engine:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _submit(self, batcher: MicroBatcher, feeds: dict[str, np.ndarray], finish: Callable) -> Any:
+    async def _submit(self, batcher: MicroBatcher, feeds: dict[str, np.ndarray], finish: Callable,
+                      timeout_s: float | None) -> Any:
+        """The request's deadline is the server's REQUEST_TIMEOUT_S, or the client's shorter one; it is admitted
+        only if the expected wait fits both that and MAX_QUEUE_WAIT_S."""
+        deadline = min(timeout_s or math.inf, self.settings.request_timeout_s)
         try:
-            async with asyncio.timeout(self.settings.request_timeout_s):
-                return await batcher.submit(feeds, finish)
+            async with asyncio.timeout(deadline):
+                return await batcher.submit(feeds, finish, min(deadline, self.settings.max_queue_wait_s))
+        except Overloaded as error:
+            self.shed.labels(error.reason).inc()
+            raise
         except TimeoutError:
-            raise DeadlineExceeded(f"no answer within the {self.settings.request_timeout_s:g} s deadline") from None
+            self.shed.labels("deadline").inc()
+            raise DeadlineExceeded(f"no answer within the {deadline:g} s deadline", batcher.expected_wait()) from None
 
-    async def generate(self, latents: Latents, finish: Callable[[np.ndarray], Any]) -> Any:
+    async def generate(self, latents: Latents, finish: Callable[[np.ndarray], Any], timeout_s: float | None = None) -> Any:
         """finish(uint8 images (B, C, H, W)), computed on the inference thread (e.g. PNG encoding)."""
-        return await self._submit(self.generator, latents.feeds(), lambda outputs: finish(to_uint8(outputs[0])))
+        return await self._submit(self.generator, latents.feeds(), lambda outputs: finish(to_uint8(outputs[0])),
+                                  timeout_s)
 
-    async def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    async def encode(self, images: np.ndarray, timeout_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Q's categorical probabilities (B, sum of sizes) and continuous means (B, n_cont)."""
-        return await self._submit(self.encoder, {"images": images}, tuple)
+        return await self._submit(self.encoder, {"images": images}, tuple, timeout_s)

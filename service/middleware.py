@@ -48,6 +48,15 @@ class Metrics:
                                     ["model"], buckets=BATCH_BUCKETS, registry=self.registry)
         self.queue_depth = Gauge("inference_queue_depth", "requests waiting for inference", ["model"],
                                  registry=self.registry, multiprocess_mode="livesum")
+        self.queue_wait = Histogram("inference_queue_wait_seconds", "time a request waited before its batch ran",
+                                    ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.shed = Counter("requests_shed_total", "requests refused or given up by the service, by reason: "
+                            "queue_full, expected_wait (could not be answered within its budget), deadline",
+                            ["reason"], registry=self.registry)
+        self.abandoned = Counter("inference_abandoned_total", "queued requests dropped unrun: the caller had gone "
+                                 "(deadline or disconnect)", ["model"], registry=self.registry)
+        self.disconnected = Counter("requests_cancelled_total", "requests whose client disconnected before the "
+                                    "answer", ["reason"], registry=self.registry)
         self.provider = Gauge("inference_provider", "1 for the execution provider the session runs on",
                               ["provider"], registry=self.registry, multiprocess_mode="livemax")
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import Annotated, TypeVar
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -30,11 +32,42 @@ from service.latents import (
 )
 
 router = APIRouter()
+T = TypeVar("T")
 MAX_ROWS = MAX_STEPS = 32
 MAX_UPLOAD_SIDE = 4096
 PNG = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
              "description": "PNG by default; JSON with `Accept: application/json`"}}
 ERRORS = {code: {"model": schemas.ErrorResponse} for code in (413, 415, 422, 503)}
+
+
+class ClientDisconnected(Exception):
+    """The client closed its connection before the answer was ready; its work was cancelled."""
+
+
+# A client's own deadline, under the server's REQUEST_TIMEOUT_S. At least a second: less than one batch of the
+# largest request could take would turn an idle server's answer into a 503. (Typed float, defaulting to None:
+# the schema says "a number, optional", not "a number or the string null".)
+RequestTimeout = Annotated[float, Header(
+    ge=1, alias="X-Request-Timeout", description="seconds this client will wait (capped by the server's "
+    "REQUEST_TIMEOUT_S): queued work that cannot be answered in time is refused at once with 503 and Retry-After")]
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Awaits `work`, cancelling it (and so its place in the inference queue) if the client disconnects."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnect() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnect())
+    await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    request.app.state.metrics.disconnected.labels("disconnect").inc()
+    raise ClientDisconnected
 
 
 def engine_of(request: Request) -> Engine:
@@ -57,13 +90,14 @@ def grid_png(images: np.ndarray, columns: int) -> bytes:
     return png_bytes(tile(images, columns)) if len(images) > 1 else png_bytes(images[0])
 
 
-async def images_response(request: Request, latents: Latents, columns: int, seed: int,
+async def images_response(request: Request, latents: Latents, columns: int, seed: int, timeout_s: float | None,
                           json_body: Callable[[list[str]], dict]) -> Response:
     """One PNG (a grid of `columns` when several images), or with `Accept: application/json` json_body(PNGs)."""
     engine, headers = engine_of(request), {"X-Seed": str(seed)}
     if wants_json(request):
-        return JSONResponse(json_body(await engine.generate(latents, b64_pngs)), headers=headers)
-    png = await engine.generate(latents, partial(grid_png, columns=columns))
+        pngs = await unless_disconnected(request, engine.generate(latents, b64_pngs, timeout_s))
+        return JSONResponse(json_body(pngs), headers=headers)
+    png = await unless_disconnected(request, engine.generate(latents, partial(grid_png, columns=columns), timeout_s))
     return Response(png, media_type="image/png", headers=headers)
 
 
@@ -74,8 +108,10 @@ async def healthz() -> dict:
 
 @router.get("/readyz", summary="Readiness: 200 once the model is loaded and warmed up", responses={503: {}})
 async def readyz(request: Request) -> Response:
-    ready = engine_of(request).ready
-    return JSONResponse({"status": "ready" if ready else "warming up"}, status_code=200 if ready else 503)
+    engine = engine_of(request)
+    if engine.draining:
+        return JSONResponse({"status": "shutting down"}, status_code=503)
+    return JSONResponse({"status": "ready" if engine.ready else "warming up"}, status_code=200 if engine.ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
@@ -103,7 +139,7 @@ async def info(request: Request) -> dict:
 
 @router.post("/generate", summary="Images for given code values",
              responses={**ERRORS, 200: {**PNG[200], "model": schemas.GenerateResponse}})
-async def generate(body: schemas.GenerateRequest, request: Request) -> Response:
+async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: RequestTimeout = None) -> Response:
     engine = engine_of(request)
     layout = engine.model.layout
     values = parse_codes(layout, body.codes)
@@ -116,7 +152,7 @@ async def generate(body: schemas.GenerateRequest, request: Request) -> Response:
         values[labelled.name] = labelled.labels.index(body.label)
     seed = new_seed() if body.seed is None else body.seed
     latents = pin(layout, draw(layout, seed, range(body.n)), values)
-    return await images_response(request, latents, min(body.n, 8), seed, lambda pngs: {"seed": seed, "images": [
+    return await images_response(request, latents, min(body.n, 8), seed, timeout_s, lambda pngs: {"seed": seed, "images": [
         {"png_base64": png, "codes": latents.codes(layout, i)} for i, png in enumerate(pngs)]})
 
 
@@ -132,6 +168,7 @@ async def traverse(
     high: float = Query(2.0, ge=-CONTINUOUS_LIMIT, le=CONTINUOUS_LIMIT,
                         description="last continuous value (below `low`: the sweep runs backwards)"),
     seed: int | None = Query(None, ge=0, le=schemas.MAX_SEED, description="reproducible draws, as in /generate"),
+    timeout_s: RequestTimeout = None,
 ) -> Response:
     engine = engine_of(request)
     layout = engine.model.layout
@@ -157,14 +194,14 @@ async def traverse(
         return {"code": target.name, "seed": seed, "values": values, "rows": [
             {"codes": fixed[r], "images": pngs[r * len(values) : (r + 1) * len(values)]} for r in range(rows)]}
 
-    return await images_response(request, grid, len(values), seed, json_body)
+    return await images_response(request, grid, len(values), seed, timeout_s, json_body)
 
 
 @router.post("/encode", response_model=schemas.EncodeResponse, responses=ERRORS,
              summary="Q's reading of an image: the codes (and label) that would have produced it",
              openapi_extra={"requestBody": {"required": True, "content": {
                  t: {"schema": {"type": "string", "format": "binary"}} for t in ACCEPTED_TYPES}}})
-async def encode(request: Request) -> dict:
+async def encode(request: Request, timeout_s: RequestTimeout = None) -> dict:
     engine = engine_of(request)
     if engine.encoder is None:
         raise HTTPException(404, "this model directory has no encoder.onnx")
@@ -176,7 +213,7 @@ async def encode(request: Request) -> dict:
     array = await run_in_threadpool(lambda: to_model_input(
         decode(body, content_type, engine.settings.max_upload_pixels, MAX_UPLOAD_SIDE),
         image_info["channels"], image_info["height"]))
-    probabilities, means = await engine.encode(array)
+    probabilities, means = await unless_disconnected(request, engine.encode(array, timeout_s))
     layout = engine.model.layout
     codes: dict = {}
     offset = 0

@@ -26,7 +26,10 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(2.0, ge=0, le=1000,
                                  description="longest wait to fill a batch (ends once the last batch's load is queued)")
     queue_size: int = Field(256, ge=1, description="requests waiting for inference before 503 + Retry-After")
-    request_timeout_s: float = Field(10.0, gt=0, description="deadline of one request, queueing included")
+    request_timeout_s: float = Field(10.0, gt=0, description="deadline of one request, queueing included; a client "
+                                     "may ask for a shorter one with the X-Request-Timeout header")
+    max_queue_wait_s: float = Field(0.5, gt=0, description="longest expected wait (queued work at the measured "
+                                    "rate) a request is admitted with; beyond it, 503 + Retry-After at once")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body (413 beyond)")
     max_upload_pixels: int = Field(4096 * 4096, ge=1, description="largest image /encode decodes")
     workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(

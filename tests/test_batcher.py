@@ -3,8 +3,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
-from service.batcher import MicroBatcher
+from service.batcher import MicroBatcher, Observers, Overloaded
 
 WINDOW_S = 0.5  # long, so that whether a batch waited it is plain from the clock
 
@@ -71,3 +72,77 @@ def test_requests_over_max_batch_are_split_across_runs():
     (_, outputs), runs = run_batcher(scenario)
     assert outputs == [2.0 * v for v in range(12)]
     assert runs == [8, 4]
+
+
+def run_slow_batcher(scenario, seconds_per_batch=0.2, queue_size=16):
+    """Like run_batcher, on a model that takes `seconds_per_batch` per run (a fake slow session)."""
+    ran: list[float] = []
+    abandoned: list[int] = []
+
+    def slow(feeds):
+        time.sleep(seconds_per_batch)
+        ran.extend(float(v) for v in feeds["x"][:, 0])
+        return [feeds["x"]]
+
+    async def main():
+        with ThreadPoolExecutor(1) as executor:
+            observers = Observers(abandoned=lambda: abandoned.append(1))
+            batcher = MicroBatcher(slow, executor, max_batch=8, wait_s=0, queue_size=queue_size, observers=observers)
+            batcher.seconds_per_image = seconds_per_batch / 8  # as warm_up would measure at a full batch
+            serving = asyncio.create_task(batcher.serve())
+            try:
+                return await scenario(batcher)
+            finally:
+                serving.cancel()
+
+    return asyncio.run(main()), ran, abandoned
+
+
+def test_work_over_its_budget_is_refused_at_once_with_the_real_drain_time():
+    async def scenario(batcher):
+        running = asyncio.ensure_future(batcher.submit(images(*range(8))))  # 0.2 s of work
+        await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(batcher.submit(images(*range(8))))  # 0.2 s more
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit(images(1000), budget_s=0.3)  # would wait ~0.4 s
+        refusal_s = time.perf_counter() - started
+        admitted = await batcher.submit(images(2000), budget_s=1.0)
+        await asyncio.gather(running, queued)
+        return refused.value, refusal_s, admitted
+
+    (refused, refusal_s, admitted), ran, _ = run_slow_batcher(scenario)
+    assert refused.reason == "expected_wait" and refusal_s < 0.01
+    assert 0.3 < refused.retry_after_s < 0.45  # the 16 images ahead at 25 ms each
+    assert float(admitted[0][0, 0]) == 2000.0 and 1000.0 not in ran
+
+
+def test_an_idle_batcher_takes_any_request_and_a_full_queue_refuses():
+    async def scenario(batcher):
+        alone = await batcher.submit(images(*range(8)), budget_s=0.001)  # over budget, but nothing is ahead
+        first = asyncio.ensure_future(batcher.submit(images(1)))
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(batcher.submit(images(2)))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit(images(3))
+        await asyncio.gather(first, second)
+        return alone, refused.value
+
+    (alone, refused), _, _ = run_slow_batcher(scenario, seconds_per_batch=0.05, queue_size=1)
+    assert len(alone[0]) == 8 and refused.reason == "queue_full"
+
+
+def test_a_cancelled_request_is_never_computed():
+    async def scenario(batcher):
+        running = asyncio.ensure_future(batcher.submit(images(1)))
+        await asyncio.sleep(0.01)
+        gone = asyncio.ensure_future(batcher.submit(images(99)))  # queued behind the running batch
+        await asyncio.sleep(0)
+        gone.cancel()  # what a disconnect or a deadline does to the caller
+        await running
+        return await batcher.submit(images(3))
+
+    result, ran, abandoned = run_slow_batcher(scenario, seconds_per_batch=0.05)
+    assert float(result[0][0, 0]) == 3.0 and ran == [1.0, 3.0] and abandoned == [1]

@@ -306,6 +306,9 @@ def test_request_past_its_deadline_gets_503(model_dir):
         response = httpx.post(server.url + "/generate", json={"n": 64}, timeout=30)
         assert response.status_code == 503 and "deadline" in response.json()["detail"]
         assert response.headers["retry-after"] == "1"
+        bad = httpx.post(server.url + "/generate", json={}, headers={"X-Request-Timeout": "0.5"}, timeout=30)
+        assert bad.status_code == 422 and "X-Request-Timeout" in bad.text
+        assert 'requests_shed_total{reason="deadline"} 1.0' in httpx.get(server.url + "/metrics").text
         assert httpx.get(server.url + "/healthz").status_code == 200  # the service carries on
     finally:
         server.stop()
