@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import gc
-import math
 import os
 import signal
 import threading
@@ -25,7 +24,15 @@ from service.contract import with_model
 from service.engine import DeadlineExceeded, Engine
 from service.imaging import UploadError
 from service.latents import CodeError
-from service.middleware import MULTIPROCESS_ENV, BodyLimitMiddleware, Metrics, MetricsMiddleware, prepare_metrics_dir
+from service.middleware import (
+    MULTIPROCESS_ENV,
+    BodyLimitMiddleware,
+    Metrics,
+    MetricsMiddleware,
+    ShedMiddleware,
+    prepare_metrics_dir,
+    retry_after,
+)
 from service.model import CUDA, Model, ModelError, load_model
 from service.routes import ClientDisconnected, router
 from service.settings import Settings
@@ -128,9 +135,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         return _error(422, "body", str(error))
 
     async def unavailable(request: Request, error: Overloaded | DeadlineExceeded) -> JSONResponse:
-        # Retry-After: the seconds the queue now needs to drain, at the measured rate (HTTP wants whole seconds)
-        retry_after = max(1, math.ceil(error.retry_after_s))
-        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": str(retry_after)})
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": retry_after(error.retry_after_s)})
 
     app.add_exception_handler(Overloaded, unavailable)
     app.add_exception_handler(DeadlineExceeded, unavailable)
@@ -169,5 +174,6 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         route = "/" if path.name == "index.html" else f"/{path.name}"
         app.add_api_route(route, static_file(path), methods=["GET"], include_in_schema=False)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(ShedMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -82,18 +82,10 @@ class MicroBatcher:
         """Seconds until `size` more images would be answered, at the measured rate."""
         return (self.queued + self.running + size) * self.seconds_per_image
 
-    async def submit(self, feeds: dict[str, np.ndarray], finish: Callable[[list[np.ndarray]], Any] = list,
-                     budget_s: float = math.inf) -> Any:
-        """Queues one request (any number of images) and waits for finish(its outputs).
-
-        Refused at once (`Overloaded`) when the queue holds `queue_size` requests, or when work is queued or
-        running and the expected wait (that work and this request's own images) is over `budget_s`; a request
-        that finds the batcher idle is always taken, since retrying could not make it faster.
-        `finish` (e.g. PNG encoding) runs on the inference thread right after the batch, so the event loop
-        neither blocks on it nor pays a second thread hop. Cancelling the caller (a deadline, a disconnect)
-        takes the request out of the queue: it is never computed.
-        """
-        size = len(next(iter(feeds.values())))
+    def admit(self, size: int, budget_s: float = math.inf) -> None:
+        """Refuses (`Overloaded`) a request of `size` images when the queue holds `queue_size` requests, or when
+        work is queued or running and the expected wait (that work and this request's own images) is over
+        `budget_s`. A request that finds the batcher idle is always taken: retrying could not make it faster."""
         if len(self.waiting) >= self.queue_size:
             raise Overloaded(f"inference queue full ({self.queue_size} requests waiting)", "queue_full",
                              self.expected_wait())
@@ -101,6 +93,17 @@ class MicroBatcher:
         if (self.queued or self.running) and wait > budget_s:
             raise Overloaded(f"the expected wait ({wait:.2f} s) is over this request's {budget_s:g} s budget",
                              "expected_wait", self.expected_wait())
+
+    async def submit(self, feeds: dict[str, np.ndarray], finish: Callable[[list[np.ndarray]], Any] = list,
+                     budget_s: float = math.inf) -> Any:
+        """Queues one request (any number of images), once `admit` lets it in, and waits for finish(its outputs).
+
+        `finish` (e.g. PNG encoding) runs on the inference thread right after the batch, so the event loop
+        neither blocks on it nor pays a second thread hop. Cancelling the caller (a deadline, a disconnect)
+        takes the request out of the queue: it is never computed.
+        """
+        size = len(next(iter(feeds.values())))
+        self.admit(size, budget_s)
         loop = asyncio.get_running_loop()
         request = _Request(feeds, size, loop.create_future(), finish, time.perf_counter())
         self.waiting.append(request)

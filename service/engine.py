@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -26,10 +29,21 @@ class DeadlineExceeded(Exception):
         self.retry_after_s = retry_after_s
 
 
+INFERENCE_NICENESS = 10
+
+
+def lower_priority() -> None:
+    """Raises the calling thread's nice value (Linux schedules threads one by one; raising needs no privilege)."""
+    with contextlib.suppress(AttributeError, OSError):  # no per-thread priority on this platform: run as is
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), INFERENCE_NICENESS)
+
+
 class Engine:
     def __init__(self, model: Model, settings: Settings, metrics: Metrics):
         self.model, self.settings = model, settings
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="inference")  # one worker: no oversubscription
+        # One worker: no oversubscription. At a lower scheduling priority than the event loop's thread, so that
+        # under full load health checks and 503s still get a core the moment they arrive.
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="inference", initializer=lower_priority)
         self.ready = False
         self.draining = False  # set on SIGTERM: /readyz answers 503 while in-flight requests finish
         self.shed = metrics.shed
@@ -64,26 +78,38 @@ class Engine:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _submit(self, batcher: MicroBatcher, feeds: dict[str, np.ndarray], finish: Callable,
-                      timeout_s: float | None) -> Any:
-        """The request's deadline is the server's REQUEST_TIMEOUT_S, or the client's shorter one; it is admitted
-        only if the expected wait fits both that and MAX_QUEUE_WAIT_S."""
-        deadline = min(timeout_s or math.inf, self.settings.request_timeout_s)
+    def deadline(self, timeout_s: float | None) -> float:
+        """The server's REQUEST_TIMEOUT_S, or the client's shorter one."""
+        return min(timeout_s or math.inf, self.settings.request_timeout_s)
+
+    def admit(self, images: int, timeout_s: float | None = None, model: str = "generator") -> None:
+        """Refuses (Overloaded) a request of `images` that could not be answered in time, before any work is
+        spent on it: the expected wait must fit the deadline and MAX_QUEUE_WAIT_S."""
+        batcher = self.encoder if model == "encoder" else self.generator
+        if batcher is None:  # no encoder: the route answers 404
+            return
         try:
-            async with asyncio.timeout(deadline):
-                return await batcher.submit(feeds, finish, min(deadline, self.settings.max_queue_wait_s))
+            batcher.admit(images, min(self.deadline(timeout_s), self.settings.max_queue_wait_s))
         except Overloaded as error:
             self.shed.labels(error.reason).inc()
             raise
+
+    async def _submit(self, model: str, feeds: dict[str, np.ndarray], finish: Callable, timeout_s: float | None) -> Any:
+        deadline = self.deadline(timeout_s)
+        self.admit(len(next(iter(feeds.values()))), timeout_s, model)  # the queue may have grown meanwhile
+        batcher = self.encoder if model == "encoder" else self.generator
+        try:
+            async with asyncio.timeout(deadline):
+                return await batcher.submit(feeds, finish)
         except TimeoutError:
             self.shed.labels("deadline").inc()
             raise DeadlineExceeded(f"no answer within the {deadline:g} s deadline", batcher.expected_wait()) from None
 
     async def generate(self, latents: Latents, finish: Callable[[np.ndarray], Any], timeout_s: float | None = None) -> Any:
         """finish(uint8 images (B, C, H, W)), computed on the inference thread (e.g. PNG encoding)."""
-        return await self._submit(self.generator, latents.feeds(), lambda outputs: finish(to_uint8(outputs[0])),
+        return await self._submit("generator", latents.feeds(), lambda outputs: finish(to_uint8(outputs[0])),
                                   timeout_s)
 
     async def encode(self, images: np.ndarray, timeout_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Q's categorical probabilities (B, sum of sizes) and continuous means (B, n_cont)."""
-        return await self._submit(self.encoder, {"images": images}, tuple, timeout_s)
+        return await self._submit("encoder", {"images": images}, tuple, timeout_s)

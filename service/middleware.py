@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -10,8 +11,12 @@ import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest, multiprocess
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.batcher import Overloaded
+
+INFERENCE_ROUTES = {"/generate": "generator", "/traverse": "generator", "/encode": "encoder"}
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by serve() before the workers start; read at import time
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -99,6 +104,34 @@ class MetricsMiddleware:
             labels = (route, scope["method"], str(status))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+
+
+class ShedMiddleware:
+    """Refuses inference requests at the door, before any parsing, while the queue is already past every
+    budget (the work queued and running cannot be answered within MAX_QUEUE_WAIT_S or the request's own
+    X-Request-Timeout). Under overload most requests are refused, so a refusal must cost next to nothing: the
+    routes check admission again with the request's own size."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        model = INFERENCE_ROUTES.get(scope["path"]) if scope["type"] == "http" else None
+        engine = getattr(scope["app"].state, "engine", None) if model else None
+        if engine is not None:
+            timeout = dict(scope["headers"]).get(b"x-request-timeout", b"")
+            try:
+                engine.admit(0, float(timeout) if timeout.replace(b".", b"", 1).isdigit() else None, model=model)
+            except Overloaded as error:
+                await JSONResponse({"detail": str(error)}, status_code=503,
+                                   headers={"Retry-After": retry_after(error.retry_after_s)})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def retry_after(seconds: float) -> str:
+    """The Retry-After header for a queue that needs `seconds` to drain (HTTP wants whole seconds, >= 1)."""
+    return str(max(1, math.ceil(seconds)))
 
 
 class BodyLimitMiddleware:

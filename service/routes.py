@@ -151,6 +151,7 @@ async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: R
             raise CodeError("label", f"unknown label {body.label!r}; known: {', '.join(labelled.labels)}")
         values[labelled.name] = labelled.labels.index(body.label)
     seed = new_seed() if body.seed is None else body.seed
+    engine.admit(body.n, timeout_s)  # before the latent draws: a refusal costs next to nothing
     latents = pin(layout, draw(layout, seed, range(body.n)), values)
     return await images_response(request, latents, min(body.n, 8), seed, timeout_s, lambda pngs: {"seed": seed, "images": [
         {"png_base64": png, "codes": latents.codes(layout, i)} for i, png in enumerate(pngs)]})
@@ -187,6 +188,7 @@ async def traverse(
     values = list(range(target.size)) if target.kind == "categorical" else [
         float(v) for v in np.linspace(low, high, steps)]
     seed = new_seed() if seed is None else seed
+    engine.admit(rows * len(values), timeout_s)
     grid, base = traversal(layout, target, values, rows, seed, pins)
 
     def json_body(pngs: list[str]) -> dict:
