@@ -28,7 +28,7 @@ import numpy as np
 log = logging.getLogger("service.batcher")
 
 Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
-RATE_SMOOTHING = 0.1  # weight of the newest batch in the time-per-image average
+RATE_SMOOTHING = 0.1  # weight of the newest batch (request) in the time per image (mean request size)
 
 
 class Overloaded(Exception):
@@ -75,6 +75,8 @@ class MicroBatcher:
         self.queued = 0  # images in `waiting`
         self.running = 0  # images in the batch on the inference thread
         self.seconds_per_image = 0.0  # moving average over recent batches (run and finish); 0 until measured
+        self.mean_request_images = 1.0  # moving average of the admitted requests' sizes
+        self.next_return = 0.0  # the last return slot handed to a refused client (perf_counter time)
         self.expected = 1  # requests the last batch saw (taken or still waiting): the load the window waits for
         self.wakeup = asyncio.Event()  # set by every new request
 
@@ -88,11 +90,22 @@ class MicroBatcher:
         `budget_s`. A request that finds the batcher idle is always taken: retrying could not make it faster."""
         if len(self.waiting) >= self.queue_size:
             raise Overloaded(f"inference queue full ({self.queue_size} requests waiting)", "queue_full",
-                             self.expected_wait())
+                             self.retry_after())
         wait = self.expected_wait(size)
         if (self.queued or self.running) and wait > budget_s:
             raise Overloaded(f"the expected wait ({wait:.2f} s) is over this request's {budget_s:g} s budget",
-                             "expected_wait", self.expected_wait())
+                             "expected_wait", self.retry_after())
+
+    def retry_after(self) -> float:
+        """When a refused client should come back: a return slot in a virtual queue of refused clients, served
+        at the rate the batcher can answer requests (their mean size at the measured time per image), and
+        never before the real queue has drained. Told "the queue drains in 1 s", a crowd comes back as a crowd
+        every second, and refusing it again costs the CPU that inference needs; spaced out at the service
+        rate, the clients come back about as fast as they can be answered."""
+        now = time.perf_counter()
+        self.next_return = max(self.next_return, now + self.expected_wait())
+        self.next_return += self.mean_request_images * self.seconds_per_image
+        return self.next_return - now
 
     async def submit(self, feeds: dict[str, np.ndarray], finish: Callable[[list[np.ndarray]], Any] = list,
                      budget_s: float = math.inf) -> Any:
@@ -104,6 +117,7 @@ class MicroBatcher:
         """
         size = len(next(iter(feeds.values())))
         self.admit(size, budget_s)
+        self.mean_request_images += RATE_SMOOTHING * (size - self.mean_request_images)
         loop = asyncio.get_running_loop()
         request = _Request(feeds, size, loop.create_future(), finish, time.perf_counter())
         self.waiting.append(request)

@@ -103,7 +103,7 @@ class Engine:
                 return await batcher.submit(feeds, finish)
         except TimeoutError:
             self.shed.labels("deadline").inc()
-            raise DeadlineExceeded(f"no answer within the {deadline:g} s deadline", batcher.expected_wait()) from None
+            raise DeadlineExceeded(f"no answer within the {deadline:g} s deadline", batcher.retry_after()) from None
 
     async def generate(self, latents: Latents, finish: Callable[[np.ndarray], Any], timeout_s: float | None = None) -> Any:
         """finish(uint8 images (B, C, H, W)), computed on the inference thread (e.g. PNG encoding)."""
