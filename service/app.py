@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.batcher import Overloaded
@@ -38,6 +39,7 @@ from service.routes import ClientDisconnected, router
 from service.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
 def open_model(settings: Settings) -> Model:
@@ -122,6 +124,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         "codes. Code names and kinds come from the model: see `GET /info`.",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=None if settings.telemetry else TELEMETRY_OFF,
     )
     app.state.settings, app.state.metrics = settings, metrics
 

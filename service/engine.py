@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from infogan.images import to_uint8
-from service.batcher import MicroBatcher, Observers, Overloaded
+from service.batcher import MicroBatcher, Observers, Overloaded, Run
 from service.latents import Latents, draw
 from service.middleware import Metrics
 from service.model import Model
@@ -49,14 +49,15 @@ class Engine:
         self.shed = metrics.shed
         wait_s = settings.batch_wait_ms / 1000
 
-        def batcher(name: str, session) -> MicroBatcher:
+        def batcher(name: str, run: Run) -> MicroBatcher:
             observers = Observers(metrics.batch_size.labels(name).observe, metrics.queue_depth.labels(name).set,
                                   metrics.queue_wait.labels(name).observe, metrics.abandoned.labels(name).inc)
-            return MicroBatcher(lambda feeds: session.run(None, feeds), self.executor, settings.max_batch, wait_s,
-                                settings.queue_size, observers)
+            return MicroBatcher(run, self.executor, settings.max_batch, wait_s, settings.queue_size, observers)
 
-        self.generator = batcher("generator", model.generator)
-        self.encoder = batcher("encoder", model.encoder) if model.encoder else None
+        # The generator's images become uint8 once per batch, not once per request (several numpy calls each).
+        self.generator = batcher("generator", lambda feeds: [to_uint8(model.generator.run(None, feeds)[0])])
+        encoder = model.encoder
+        self.encoder = batcher("encoder", lambda feeds: encoder.run(None, feeds)) if encoder else None
         metrics.provider.labels(model.provider).set(1)
         self.tasks: list[asyncio.Task] = []
 
@@ -107,8 +108,7 @@ class Engine:
 
     async def generate(self, latents: Latents, finish: Callable[[np.ndarray], Any], timeout_s: float | None = None) -> Any:
         """finish(uint8 images (B, C, H, W)), computed on the inference thread (e.g. PNG encoding)."""
-        return await self._submit("generator", latents.feeds(), lambda outputs: finish(to_uint8(outputs[0])),
-                                  timeout_s)
+        return await self._submit("generator", latents.feeds(), lambda outputs: finish(outputs[0]), timeout_s)
 
     async def encode(self, images: np.ndarray, timeout_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Q's categorical probabilities (B, sum of sizes) and continuous means (B, n_cont)."""

@@ -53,21 +53,29 @@ RequestTimeout = Annotated[float, Header(
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Awaits `work`, cancelling it (and so its place in the inference queue) if the client disconnects."""
-    task = asyncio.ensure_future(work)
+    """Awaits `work`, cancelling it (and so its place in the inference queue) if the client disconnects.
 
-    async def disconnect() -> None:
+    One watcher task per request: on `http.disconnect` it cancels the awaiting task itself."""
+    waiting = asyncio.current_task()
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        gone = True
+        waiting.cancel()
 
-    watcher = asyncio.ensure_future(disconnect())
-    await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
+    watcher = asyncio.create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not gone:  # cancelled from elsewhere (e.g. shutdown): not ours to translate
+            raise
+        request.app.state.metrics.disconnected.labels("disconnect").inc()
+        raise ClientDisconnected from None
+    finally:
         watcher.cancel()
-        return task.result()
-    task.cancel()
-    request.app.state.metrics.disconnected.labels("disconnect").inc()
-    raise ClientDisconnected
 
 
 def engine_of(request: Request) -> Engine:

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(20.0, ge=0, description="on SIGTERM, how long in-flight requests may take to "
                                     "finish before the process exits (keep Kubernetes' terminationGracePeriodSeconds "
                                     "above it)")
+    telemetry: bool = Field(False, description="FastAPI's built-in OpenTelemetry spans, metrics and logs (off: the "
+                            "service exports its own Prometheus metrics, and the per-request checks cost CPU)")
     log_level: str = Field("info", description="uvicorn log level")
     access_log: bool = Field(True, description="log every request (uvicorn access log)")
 
