@@ -5,7 +5,9 @@ import base64
 import io
 import json
 import os
+import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -419,3 +421,25 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits(model_dir):
         httpx.get(server.url + "/healthz", timeout=2)
     for http in clients:
         http.close()
+
+
+def test_a_client_that_disconnects_takes_its_queued_work_with_it(model_dir):
+    server = Server(model_dir, WORKERS="1", MAX_QUEUE_WAIT_S="60")  # every request admitted, so they queue up
+    try:
+        request = (b"GET /traverse?code=c2&rows=32&steps=32 HTTP/1.1\r\nHost: test\r\n\r\n")
+        sockets = []
+        for _ in range(8):  # 8 x 1,024 images: most of them still queued when their clients hang up
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(request)
+            sockets.append(sock)
+        time.sleep(0.1)
+        for sock in sockets:
+            sock.close()
+        time.sleep(3)  # the batcher works through what is left
+        metrics = httpx.get(server.url + "/metrics").text
+        cancelled = float(re.search(r'requests_cancelled_total\{reason="disconnect"\} (\S+)', metrics).group(1))
+        abandoned = float(re.search(r'inference_abandoned_total\{model="generator"\} (\S+)', metrics).group(1))
+        assert cancelled >= 1 and abandoned >= 1  # noticed, and queued work dropped without being computed
+        assert httpx.get(server.url + "/healthz").status_code == 200
+    finally:
+        server.stop()
