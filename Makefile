@@ -38,6 +38,8 @@ bench: $(BIN)/.installed  ## the benchmarks whose output docs/PERFORMANCE.md rec
 	$(BIN)/python bench/infer_speed.py
 	$(BIN)/python bench/serve_load.py
 	$(BIN)/python bench/serve_load.py --replay-inference
+	$(BIN)/python bench/serve_load.py --goals
+	$(BIN)/python bench/overload.py --soak-seconds 600
 
 e2e-deps:  ## Debian's Chromium for the playground's browser test (needs root)
 	apt-get install -y --no-install-recommends chromium
