@@ -93,7 +93,7 @@ async def measure(url: str, port: int, case: str, concurrency: int, seconds: flo
         return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000
 
     return {"case": case, "concurrency": concurrency, "requests_per_s": len(latencies) / elapsed,
-            "images_per_s": len(latencies) * images / elapsed, "p50_ms": percentile(50), "p95_ms": percentile(95),
+            "images_per_s": (len(latencies) - len(errors)) * images / elapsed, "p50_ms": percentile(50), "p95_ms": percentile(95),
             "p99_ms": percentile(99), "errors": len(errors),
             # CPU per request, server (all its threads) and this client: on a shared machine their sum bounds req/s
             "server_cpu_ms": server_cpu / len(latencies) * 1000, "client_cpu_ms": client_cpu / len(latencies) * 1000,

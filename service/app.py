@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.batcher import Overloaded
 from service.contract import with_model
 from service.engine import DeadlineExceeded, Engine
+from service.fastpath import GenerateFastPath
 from service.imaging import UploadError
 from service.latents import CodeError
 from service.middleware import (
@@ -32,7 +33,7 @@ from service.middleware import (
     MetricsMiddleware,
     ShedMiddleware,
     prepare_metrics_dir,
-    retry_after,
+    unavailable_response,
 )
 from service.model import CUDA, Model, ModelError, load_model
 from service.routes import ClientDisconnected, router
@@ -138,7 +139,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         return _error(422, "body", str(error))
 
     async def unavailable(request: Request, error: Overloaded | DeadlineExceeded) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": retry_after(error.retry_after_s)})
+        return unavailable_response(error)
 
     app.add_exception_handler(Overloaded, unavailable)
     app.add_exception_handler(DeadlineExceeded, unavailable)
@@ -176,6 +177,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     for path in sorted(STATIC_DIR.glob("*")) if STATIC_DIR.is_dir() else []:
         route = "/" if path.name == "index.html" else f"/{path.name}"
         app.add_api_route(route, static_file(path), methods=["GET"], include_in_schema=False)
+    app.add_middleware(GenerateFastPath)  # innermost: it sees the body BodyLimitMiddleware has let through
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(ShedMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -123,15 +123,15 @@ class ShedMiddleware:
             try:
                 engine.admit(0, float(timeout) if timeout.replace(b".", b"", 1).isdigit() else None, model=model)
             except Overloaded as error:
-                await JSONResponse({"detail": str(error)}, status_code=503,
-                                   headers={"Retry-After": retry_after(error.retry_after_s)})(scope, receive, send)
+                await unavailable_response(error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
-def retry_after(seconds: float) -> str:
-    """The Retry-After header for a queue that needs `seconds` to drain (HTTP wants whole seconds, >= 1)."""
-    return str(max(1, math.ceil(seconds)))
+def unavailable_response(error: Exception) -> JSONResponse:
+    """503 with a Retry-After (whole seconds, >= 1) for an error that carries `retry_after_s`."""
+    return JSONResponse({"detail": str(error)}, status_code=503,
+                        headers={"Retry-After": str(max(1, math.ceil(error.retry_after_s)))})
 
 
 class BodyLimitMiddleware:

@@ -14,6 +14,7 @@ import numpy as np
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive
 
 from infogan.images import png_bytes, tile
 from service import schemas
@@ -30,6 +31,7 @@ from service.latents import (
     pin,
     traversal,
 )
+from service.middleware import Metrics
 
 router = APIRouter()
 T = TypeVar("T")
@@ -52,16 +54,16 @@ RequestTimeout = Annotated[float, Header(
     "REQUEST_TIMEOUT_S): queued work that cannot be answered in time is refused at once with 503 and Retry-After")]
 
 
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+async def unless_disconnected(receive: Receive, metrics: Metrics, work: Awaitable[T]) -> T:
     """Awaits `work`, cancelling it (and so its place in the inference queue) if the client disconnects.
 
-    One watcher task per request: on `http.disconnect` it cancels the awaiting task itself."""
+    One watcher task per request: on the ASGI `http.disconnect` it cancels the awaiting task itself."""
     waiting = asyncio.current_task()
     gone = False
 
     async def watch() -> None:
         nonlocal gone
-        while (await request.receive())["type"] != "http.disconnect":
+        while (await receive())["type"] != "http.disconnect":
             pass
         gone = True
         waiting.cancel()
@@ -72,10 +74,27 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     except asyncio.CancelledError:
         if not gone:  # cancelled from elsewhere (e.g. shutdown): not ours to translate
             raise
-        request.app.state.metrics.disconnected.labels("disconnect").inc()
+        metrics.disconnected.labels("disconnect").inc()
         raise ClientDisconnected from None
     finally:
         watcher.cancel()
+
+
+def requested_latents(engine: Engine, body: schemas.GenerateRequest, timeout_s: float | None) -> tuple[Latents, int]:
+    """The latents a /generate body asks for and its seed; CodeError names a bad field, Overloaded refuses
+    (checked before the draws, so that a refusal costs next to nothing)."""
+    layout = engine.model.layout
+    values = parse_codes(layout, body.codes)
+    if body.label is not None:
+        labelled = next((c for c in layout.categorical if c.labels), None)
+        if labelled is None:
+            raise CodeError("label", "this model has no label map; give the categorical code's value instead")
+        if body.label not in labelled.labels:
+            raise CodeError("label", f"unknown label {body.label!r}; known: {', '.join(labelled.labels)}")
+        values[labelled.name] = labelled.labels.index(body.label)
+    seed = new_seed() if body.seed is None else body.seed
+    engine.admit(body.n, timeout_s)
+    return pin(layout, draw(layout, seed, range(body.n)), values), seed
 
 
 def engine_of(request: Request) -> Engine:
@@ -103,9 +122,11 @@ async def images_response(request: Request, latents: Latents, columns: int, seed
     """One PNG (a grid of `columns` when several images), or with `Accept: application/json` json_body(PNGs)."""
     engine, headers = engine_of(request), {"X-Seed": str(seed)}
     if wants_json(request):
-        pngs = await unless_disconnected(request, engine.generate(latents, b64_pngs, timeout_s))
+        pngs = await unless_disconnected(request.receive, request.app.state.metrics,
+                                         engine.generate(latents, b64_pngs, timeout_s))
         return JSONResponse(json_body(pngs), headers=headers)
-    png = await unless_disconnected(request, engine.generate(latents, partial(grid_png, columns=columns), timeout_s))
+    png = await unless_disconnected(request.receive, request.app.state.metrics,
+                                    engine.generate(latents, partial(grid_png, columns=columns), timeout_s))
     return Response(png, media_type="image/png", headers=headers)
 
 
@@ -148,19 +169,8 @@ async def info(request: Request) -> dict:
 @router.post("/generate", summary="Images for given code values",
              responses={**ERRORS, 200: {**PNG[200], "model": schemas.GenerateResponse}})
 async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: RequestTimeout = None) -> Response:
-    engine = engine_of(request)
-    layout = engine.model.layout
-    values = parse_codes(layout, body.codes)
-    if body.label is not None:
-        labelled = next((c for c in layout.categorical if c.labels), None)
-        if labelled is None:
-            raise CodeError("label", "this model has no label map; give the categorical code's value instead")
-        if body.label not in labelled.labels:
-            raise CodeError("label", f"unknown label {body.label!r}; known: {', '.join(labelled.labels)}")
-        values[labelled.name] = labelled.labels.index(body.label)
-    seed = new_seed() if body.seed is None else body.seed
-    engine.admit(body.n, timeout_s)  # before the latent draws: a refusal costs next to nothing
-    latents = pin(layout, draw(layout, seed, range(body.n)), values)
+    layout = engine_of(request).model.layout
+    latents, seed = requested_latents(engine_of(request), body, timeout_s)
     return await images_response(request, latents, min(body.n, 8), seed, timeout_s, lambda pngs: {"seed": seed, "images": [
         {"png_base64": png, "codes": latents.codes(layout, i)} for i, png in enumerate(pngs)]})
 
@@ -223,7 +233,8 @@ async def encode(request: Request, timeout_s: RequestTimeout = None) -> dict:
     array = await run_in_threadpool(lambda: to_model_input(
         decode(body, content_type, engine.settings.max_upload_pixels, MAX_UPLOAD_SIDE),
         image_info["channels"], image_info["height"]))
-    probabilities, means = await unless_disconnected(request, engine.encode(array, timeout_s))
+    probabilities, means = await unless_disconnected(request.receive, request.app.state.metrics,
+                                                     engine.encode(array, timeout_s))
     layout = engine.model.layout
     codes: dict = {}
     offset = 0

@@ -443,3 +443,16 @@ def test_a_client_that_disconnects_takes_its_queued_work_with_it(model_dir):
         assert httpx.get(server.url + "/healthz").status_code == 200
     finally:
         server.stop()
+
+
+def test_the_fast_png_path_and_the_route_agree_byte_for_byte(client):
+    """A plain PNG /generate is answered below FastAPI's routing (service/fastpath.py); the JSON answer goes
+    through the route. For one image both carry the same PNG."""
+    body = {"codes": {"c1": 4, "c2": 0.5}, "seed": 21}
+    fast = client.post("/generate", json=body)
+    routed = client.post("/generate", json=body, headers=JSON)
+    assert fast.headers["x-seed"] == routed.headers["x-seed"] == "21"
+    assert fast.content == base64.b64decode(routed.json()["images"][0]["png_base64"])
+    assert client.post("/generate", json={**body, "n": 0}).status_code == 422  # errors still come from the route
+    metrics = client.get("/metrics").text
+    assert 'http_requests_total{method="POST",route="/generate",status="200"}' in metrics
