@@ -122,7 +122,7 @@ def serve_replaying(model_dir: Path, port: int) -> None:
     from service.app import open_model, serve
     from service.settings import Settings
 
-    settings = Settings(model_dir=model_dir, port=port)
+    settings = Settings(model_dir=model_dir, port=port, workers=1)  # the replaying session lives in this process
     model = open_model(settings)
     model.generator = ReplaySession(model.generator)
     serve(settings, model)
