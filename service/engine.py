@@ -83,10 +83,14 @@ class Engine:
         """The server's REQUEST_TIMEOUT_S, or the client's shorter one."""
         return min(timeout_s or math.inf, self.settings.request_timeout_s)
 
+    def batcher(self, model: str) -> MicroBatcher | None:
+        return self.encoder if model == "encoder" else self.generator
+
     def admit(self, images: int, timeout_s: float | None = None, model: str = "generator") -> None:
         """Refuses (Overloaded) a request of `images` that could not be answered in time, before any work is
-        spent on it: the expected wait must fit the deadline and MAX_QUEUE_WAIT_S."""
-        batcher = self.encoder if model == "encoder" else self.generator
+        spent on it: the expected wait must fit the deadline and MAX_QUEUE_WAIT_S. Each request passes it once,
+        with nothing awaited between it and the queueing (the routes call it, not `_submit`)."""
+        batcher = self.batcher(model)
         if batcher is None:  # no encoder: the route answers 404
             return
         try:
@@ -97,8 +101,7 @@ class Engine:
 
     async def _submit(self, model: str, feeds: dict[str, np.ndarray], finish: Callable, timeout_s: float | None) -> Any:
         deadline = self.deadline(timeout_s)
-        self.admit(len(next(iter(feeds.values()))), timeout_s, model)  # the queue may have grown meanwhile
-        batcher = self.encoder if model == "encoder" else self.generator
+        batcher = self.batcher(model)
         try:
             async with asyncio.timeout(deadline):
                 return await batcher.submit(feeds, finish)

@@ -119,13 +119,21 @@ class ShedMiddleware:
         model = INFERENCE_ROUTES.get(scope["path"]) if scope["type"] == "http" else None
         engine = getattr(scope["app"].state, "engine", None) if model else None
         if engine is not None:
-            timeout = dict(scope["headers"]).get(b"x-request-timeout", b"")
             try:
-                engine.admit(0, float(timeout) if timeout.replace(b".", b"", 1).isdigit() else None, model=model)
+                engine.admit(0, client_timeout(dict(scope["headers"]).get(b"x-request-timeout")), model=model)
             except Overloaded as error:
                 await unavailable_response(error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def client_timeout(raw: bytes | None) -> float | None:
+    """An X-Request-Timeout header as the routes accept it (a number, at least 1 s); None when absent or not."""
+    try:
+        seconds = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 1 else None
 
 
 def unavailable_response(error: Exception) -> JSONResponse:

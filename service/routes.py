@@ -169,8 +169,9 @@ async def info(request: Request) -> dict:
 @router.post("/generate", summary="Images for given code values",
              responses={**ERRORS, 200: {**PNG[200], "model": schemas.GenerateResponse}})
 async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: RequestTimeout = None) -> Response:
-    layout = engine_of(request).model.layout
-    latents, seed = requested_latents(engine_of(request), body, timeout_s)
+    engine = engine_of(request)
+    layout = engine.model.layout
+    latents, seed = requested_latents(engine, body, timeout_s)
     return await images_response(request, latents, min(body.n, 8), seed, timeout_s, lambda pngs: {"seed": seed, "images": [
         {"png_base64": png, "codes": latents.codes(layout, i)} for i, png in enumerate(pngs)]})
 
@@ -233,6 +234,7 @@ async def encode(request: Request, timeout_s: RequestTimeout = None) -> dict:
     array = await run_in_threadpool(lambda: to_model_input(
         decode(body, content_type, engine.settings.max_upload_pixels, MAX_UPLOAD_SIDE),
         image_info["channels"], image_info["height"]))
+    engine.admit(len(array), timeout_s, model="encoder")
     probabilities, means = await unless_disconnected(request.receive, request.app.state.metrics,
                                                      engine.encode(array, timeout_s))
     layout = engine.model.layout

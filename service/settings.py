@@ -49,7 +49,7 @@ class Settings(BaseSettings):
 
     def worker_count(self) -> int:
         if self.workers != "auto":
-            return max(1, self.workers)
+            return self.workers
         return max(1, available_cpus() // max(1, self.intra_op_threads))
 
     def threads_per_worker(self) -> int:
