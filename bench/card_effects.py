@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from infogan.latent import LatentLayout
 from training.checkpoint import atomic_write
 from training.data import load_dataset
-from training.disentangle import code_effects, effects_table, reference_scale
+from training.disentangle import DRAWS, STEPS, code_effects, effects_table, reference_scale
 
 
 class OnnxGenerator(torch.nn.Module):
@@ -52,7 +52,7 @@ def main() -> None:
     dataset = load_dataset(card["dataset"], args.data_dir, image["channels"], image["height"])
     effects = code_effects(generator, generator.layout, reference_scale(dataset.images), seed=args.seed)
     print(effects_table(effects))
-    card["code_effects"] = {"measured_on": str(args.data_dir), "draws": 30, "steps": 9, "seed": args.seed,
+    card["code_effects"] = {"measured_on": str(args.data_dir), "draws": DRAWS, "steps": STEPS, "seed": args.seed,
                             "method": "training/disentangle.py", "codes": effects}
     atomic_write(card_path, lambda out: out.write((json.dumps(card, indent=2) + "\n").encode()))
 

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serve_load import ROOT, start_server
+from serve_load import ROOT, process_tree, read_response, start_server
 
 BODY = b'{"n": 64}'
 IMAGES = 64
@@ -48,16 +48,6 @@ class Tally:
     # GET /healthz, GET /readyz, and POST /generate answered 503, each seen from the separate probe process
     probe_latencies: dict[str, list[float]] = field(default_factory=lambda: {"/healthz": [], "/readyz": [], "503": []})
     probe_failures: int = 0
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes]]:
-    status = int((await reader.readline()).split()[1])
-    headers = {}
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    await reader.readexactly(int(headers.get(b"content-length", b"0")))
-    return status, headers
 
 
 async def client(port: int, stop: float, timeout_s: float, tally: Tally, delay_s: float = 0.0) -> None:
@@ -154,14 +144,12 @@ def p99_ms(values: list[float]) -> float:
 def rss_mib(pid: int) -> float:
     """Resident memory of a process and its children (uvicorn's workers), MiB."""
     total = 0
-    for status in Path("/proc").glob("[0-9]*/status"):
+    for directory in process_tree(pid):
         try:
-            text = status.read_text()
+            status = (directory / "status").read_text()
         except OSError:
             continue
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        if status.parent.name == str(pid) or fields.get("PPid", "").strip() == str(pid):
-            total += int(fields.get("VmRSS", "0 kB").split()[0])
+        total += int(next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")), "0"))
     return total / 1024
 
 

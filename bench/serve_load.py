@@ -37,33 +37,51 @@ CASES = {  # codes and a seed, as a client that reproduces images sends them
 GOALS = [("POST /generate n=1", 16, 16, 0.5), ("POST /generate n=16", 16, 64, 0.8)]  # case, concurrency, batch, ratio
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes]]:
+    """One HTTP/1.1 response off a keep-alive connection: its status and headers (the body is read and dropped)."""
+    status = int((await reader.readline()).split()[1])
+    headers = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    await reader.readexactly(int(headers.get(b"content-length", b"0")))
+    return status, headers
+
+
 async def client(host: str, port: int, request: bytes, stop: float, latencies: list[float], errors: list[int]) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     while time.perf_counter() < stop:
         started = time.perf_counter()
         writer.write(request)
-        status_line = await reader.readline()
-        length = 0
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        await reader.readexactly(length)
-        if b" 200 " not in status_line:
-            errors.append(int(status_line.split()[1]))
+        status, _ = await read_response(reader)
+        if status != 200:
+            errors.append(status)
         latencies.append(time.perf_counter() - started)
     writer.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time so far of a process and its children, e.g. uvicorn's workers (Linux /proc)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def process_tree(pid: int) -> list[Path]:
+    """/proc/PID of a process and of its children, e.g. uvicorn's workers (Linux; empty elsewhere)."""
+    found = []
+    for directory in Path("/proc").glob("[0-9]*"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parent = (directory / "stat").read_text().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            continue
+        if directory.name == str(pid) or parent == str(pid):
+            found.append(directory)
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a process and its children."""
+    total = 0.0
+    for directory in process_tree(pid):
+        try:
+            fields = (directory / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent's pid
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
     return total
 
 

@@ -22,6 +22,8 @@ from infogan.latent import LatentLayout
 from training.model import sample_latents
 
 FACTORS = ("slant", "thickness")
+DRAWS, STEPS = 30, 9  # random draws per code, values of the code in each sweep
+EFFECTS_HEADING = "what the continuous codes do (real-digit SDs over the prior):"
 GOAL_SHARE = 0.8  # a code "moves one thing" when at least this share of its effect is on one factor
 
 
@@ -77,7 +79,7 @@ def sweep_slopes(values: np.ndarray, responses: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def code_effects(generator: torch.nn.Module, layout: LatentLayout, scale: dict[str, float], device: str = "cpu",
-                 draws: int = 30, steps: int = 9, seed: int = 0) -> dict[str, dict]:
+                 draws: int = DRAWS, steps: int = STEPS, seed: int = 0) -> dict[str, dict]:
     """Per continuous code: its effect on each factor (in real-digit SDs over its prior), share and main factor."""
     was_training = generator.training
     generator.eval()

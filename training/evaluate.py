@@ -15,7 +15,7 @@ import torch
 
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_networks
 from training.data import DataError, load_dataset
-from training.disentangle import code_effects, effects_table, reference_scale
+from training.disentangle import EFFECTS_HEADING, code_effects, effects_table, reference_scale
 from training.model import sample_latents
 from training.train import code_metrics, information_loss
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in result.items():
             print(f"{key:20} {value:.4f}" if isinstance(value, float) else f"{key:20} {value}")
         if effects:
-            print(f"\nwhat the continuous codes do (real-digit SDs over the prior):\n{effects_table(effects)}")
+            print(f"\n{EFFECTS_HEADING}\n{effects_table(effects)}")
     return 0
 
 

@@ -26,7 +26,7 @@ from infogan.images import png_bytes, tile, to_uint8
 from infogan.latent import LatentLayout
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from training.data import IDX_DATASETS, DataError, Dataset, download, load_dataset
-from training.disentangle import code_effects, effects_table, reference_scale
+from training.disentangle import EFFECTS_HEADING, code_effects, effects_table, reference_scale
 from training.metrics import hungarian_map, nmi
 from training.model import PRESETS, Config, Discriminator, Generator, init_weights, sample_latents
 
@@ -304,7 +304,8 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         })
 
     autocast = autocast_for(device)
-    scale = reference_scale(dataset.images)  # the units of the continuous codes' measured effects
+    # The units of the continuous codes' measured effects (a pass over up to 10,000 images: only when needed).
+    scale = reference_scale(dataset.images) if layout.continuous else {}
     bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr)
     started = time.perf_counter() - elapsed
     metrics: dict = history[-1] if history else {}
@@ -360,8 +361,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         atomic_write(metrics_path, lambda out: out.write("".join(json.dumps(m) + "\n" for m in history).encode()))
     bar.close()
     if metrics.get("code_effects"):
-        print(f"what the continuous codes do (real-digit SDs over the prior):\n{effects_table(metrics['code_effects'])}",
-              file=sys.stderr)
+        print(f"{EFFECTS_HEADING}\n{effects_table(metrics['code_effects'])}", file=sys.stderr)
     if layout.categorical and layout.categorical[0].labels:
         (out_dir / "label_map.json").write_text(json.dumps(layout.categorical[0].labels, indent=1) + "\n")
     log.removeHandler(handler)
