@@ -112,7 +112,7 @@ async def measure(url: str, port: int, case: str, concurrency: int, seconds: flo
 
     return {"case": case, "concurrency": concurrency, "requests_per_s": len(latencies) / elapsed,
             "images_per_s": (len(latencies) - len(errors)) * images / elapsed, "p50_ms": percentile(50), "p95_ms": percentile(95),
-            "p99_ms": percentile(99), "errors": len(errors),
+            "p99_ms": percentile(99), "errors": len(errors), "error_statuses": {s: errors.count(s) for s in set(errors)},
             # CPU per request, server (all its threads) and this client: on a shared machine their sum bounds req/s
             "server_cpu_ms": server_cpu / len(latencies) * 1000, "client_cpu_ms": client_cpu / len(latencies) * 1000,
             "avg_batch": (sum_after - sum_before) / (count_after - count_before) if count_after > count_before else None}
@@ -190,7 +190,7 @@ def goals(model_dir: Path, seconds: float) -> None:
 def start_server(model: Path, port: int, env: dict, replay: bool = False) -> subprocess.Popen:
     command = [__file__, "--serve-replaying"] if replay else ["-m", "service"]
     process = subprocess.Popen([sys.executable, *command, "--model", str(model), "--port", str(port)], cwd=ROOT,
-                               env={**os.environ, "ACCESS_LOG": "0", "LOG_LEVEL": "warning", **env})
+                               env={**os.environ, "LOG_LEVEL": "warning", **env})  # otherwise the defaults
     for _ in range(300):
         try:
             if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz").status == 200:

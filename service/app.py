@@ -38,6 +38,7 @@ from service.middleware import (
 from service.model import CUDA, Model, ModelError, load_model
 from service.routes import ClientDisconnected, router
 from service.settings import Settings
+from service.workers import BALANCED_BY_KERNEL, supervise
 
 STATIC_DIR = Path(__file__).parent / "static"
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
@@ -55,8 +56,8 @@ def open_model(settings: Settings) -> Model:
 def serve(settings: Settings, model: Model | None) -> None:
     """Runs the app on uvicorn until interrupted (what `python -m service` does once the model is open).
 
-    With several workers, uvicorn starts them as processes sharing the port; each builds its own app (its own
-    session and batcher) from the environment, so the resolved settings travel there, and the Prometheus
+    With several workers, each is a process on the same port (service/workers.py) that builds its own app (its
+    own session and batcher) from the environment, so the resolved settings travel there, and the Prometheus
     series go through files in one directory so that any worker's /metrics counts every request.
     """
     workers = settings.worker_count()
@@ -69,7 +70,10 @@ def serve(settings: Settings, model: Model | None) -> None:
     os.environ.update({"HOST": settings.host, "PORT": str(settings.port), "MODEL_DIR": str(settings.model_dir),
                        "INTRA_OP_THREADS": str(settings.threads_per_worker()), "WORKERS": str(workers),
                        MULTIPROCESS_ENV: str(metrics_dir)})
-    uvicorn.run("service.app:create_app", factory=True, workers=workers, **options)
+    if BALANCED_BY_KERNEL:
+        supervise(workers, options)
+    else:
+        uvicorn.run("service.app:create_app", factory=True, workers=workers, **options)
 
 
 def _error(status: int, field: str, message: str, headers: dict | None = None) -> JSONResponse:

@@ -1,14 +1,15 @@
 """Micro-batching: concurrent requests merged into one onnxruntime run on a single inference thread.
 
-Admission is by expected wait, not by count alone: the batcher keeps a running estimate of the inference
-time per image, and a request whose wait (the images queued and running ahead of it, at that rate) would
-pass its budget is refused at once (`Overloaded`, answered 503 with a Retry-After from the real queue)
-instead of being computed for a client that will have given up. A request whose caller has gone (deadline
-or disconnect) is dropped from the queue before it is computed. The batcher takes the first
-waiting request, lets the window of `wait_s` gather more, and runs up to `max_batch` images together,
-padded to a power-of-two size so the session only ever sees the shapes warmed up at start-up. The window
-closes early once as many requests wait as the last batch saw, or a full batch: when every busy client has
-already sent its request, waiting longer only adds latency.
+Admission is by expected wait, not by count alone: the batcher keeps a running estimate of the inference time
+of each batch size it runs, and a request whose wait (the images queued and running ahead of it, in the
+batches they will be run in) would pass its budget is refused at once (`Overloaded`, answered 503 with a
+Retry-After from the real queue) instead of being computed for a client that will have given up. A request
+whose caller has gone (deadline or disconnect) is dropped from the queue before it is computed. The batcher
+takes the first waiting request, lets the window of `wait_s` gather more, and runs up to `max_batch` images
+together, padded to a power-of-two size so the session only ever sees the shapes warmed up at start-up. The
+window closes early once as many requests wait as were in flight when the last run ended (its own and those
+queued meanwhile), or a full batch: when every busy client has already sent its request, waiting longer only
+adds latency.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 log = logging.getLogger("service.batcher")
 
 Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
-RATE_SMOOTHING = 0.1  # weight of the newest batch (request) in the time per image (mean request size)
+RATE_SMOOTHING = 0.1  # weight of the newest batch (request) in the time per batch size (mean request size)
 
 
 class Overloaded(Exception):
@@ -70,19 +71,38 @@ class MicroBatcher:
         self.run, self.executor = run, executor
         self.max_batch, self.wait_s, self.queue_size = max_batch, wait_s, queue_size
         self.buckets = bucket_sizes(max_batch)
+        # the bucket each batch size up to max_batch is padded to, looked up on every admission check
+        self.bucket_of = [next(size for size in self.buckets if size >= images) for images in range(max_batch + 1)]
         self.observers = observers or Observers()
         self.waiting: collections.deque[_Request] = collections.deque()
         self.queued = 0  # images in `waiting`
         self.running = 0  # images in the batch on the inference thread
-        self.seconds_per_image = 0.0  # moving average over recent batches (run and finish); 0 until measured
+        # Seconds per run (and its requests' finish) for each batch size: a moving average, 0 until measured. Per
+        # size, because a run's fixed cost dominates small batches: priced at the time per image of the single
+        # requests before it, a sudden queue of full batches looked several times longer than it was.
+        self.batch_seconds = dict.fromkeys(self.buckets, 0.0)
         self.mean_request_images = 1.0  # moving average of the admitted requests' sizes
         self.next_return = 0.0  # the last return slot handed to a refused client (perf_counter time)
-        self.expected = 1  # requests the last batch saw (taken or still waiting): the load the window waits for
+        self.expected = 1  # requests in flight when the last run ended (its own and those queued meanwhile)
         self.wakeup = asyncio.Event()  # set by every new request
 
+    def padded(self, images: int) -> int:
+        """The batch size a run of `images` is padded to (a larger request runs alone, at its own size)."""
+        return self.bucket_of[images] if images <= self.max_batch else images
+
+    def seconds_for(self, images: int) -> float:
+        """Expected time to run `images` images: full batches, then one padded partial batch."""
+        full, rest = divmod(images, self.max_batch)
+        return full * self.batch_seconds[self.max_batch] + (self.batch_seconds[self.padded(rest)] if rest else 0.0)
+
+    @property
+    def seconds_per_image(self) -> float:
+        """At full batches: the service rate when there is a queue."""
+        return self.batch_seconds[self.max_batch] / self.max_batch
+
     def expected_wait(self, size: int = 0) -> float:
-        """Seconds until `size` more images would be answered, at the measured rate."""
-        return (self.queued + self.running + size) * self.seconds_per_image
+        """Seconds until `size` more images would be answered: the running batch, then the queue and them."""
+        return self.seconds_for(self.running) + self.seconds_for(self.queued + size)
 
     def admit(self, size: int, budget_s: float = math.inf) -> None:
         """Refuses (`Overloaded`) a request of `size` images when the queue holds `queue_size` requests, or when
@@ -98,7 +118,7 @@ class MicroBatcher:
 
     def retry_after(self) -> float:
         """When a refused client should come back: a return slot in a virtual queue of refused clients, served
-        at the rate the batcher can answer requests (their mean size at the measured time per image), and
+        at the rate the batcher can answer requests (their mean size at the time per image of a full batch), and
         never before the real queue has drained. Told "the queue drains in 1 s", a crowd comes back as a crowd
         every second, and refusing it again costs the CPU that inference needs; spaced out at the service
         rate, the clients come back about as fast as they can be answered."""
@@ -127,12 +147,14 @@ class MicroBatcher:
         return await request.future
 
     def warm_up(self, feeds: dict[str, np.ndarray]) -> None:
-        """Runs every batch size the batcher will use once, from a one-image example (blocking); the largest
-        batch, timed, gives the first estimate of the time per image."""
-        for size in [*self.buckets, self.buckets[-1]]:  # the largest twice: the second run, warm, is timed
+        """Runs every batch size the batcher will use twice, from a one-image example (blocking); the second,
+        warm run of each size is timed: the first estimate of its time."""
+        for size in self.buckets:
+            batch = {name: np.repeat(value, size, axis=0) for name, value in feeds.items()}
+            self.run(batch)
             started = time.perf_counter()
-            self.run({name: np.repeat(value, size, axis=0) for name, value in feeds.items()})
-        self.seconds_per_image = (time.perf_counter() - started) / self.buckets[-1]
+            self.run(batch)
+            self.batch_seconds[size] = time.perf_counter() - started
 
     def _take(self) -> list[_Request]:
         """Waiting requests (cancelled ones dropped) up to max_batch images; a larger one goes alone."""
@@ -180,9 +202,8 @@ class MicroBatcher:
             batch = self._take()
             if not batch:
                 continue
-            self.expected = len(batch) + len(self.waiting)
             total = sum(request.size for request in batch)
-            padded = next((b for b in self.buckets if b >= total), total)
+            padded = self.padded(total)
             feeds = {}
             for name in batch[0].feeds:
                 joined = np.concatenate([request.feeds[name] for request in batch])
@@ -196,8 +217,12 @@ class MicroBatcher:
                 log.exception("inference failed")
                 results = [error] * len(batch)
             self.running = 0
-            per_image = (time.perf_counter() - started) / total
-            self.seconds_per_image += RATE_SMOOTHING * (per_image - self.seconds_per_image)
+            # Under steady load the requests answered now come back while those that queued meanwhile wait:
+            # waiting for both makes one batch of them rather than two half batches (a run's fixed cost, twice).
+            self.expected = len(batch) + len(self.waiting)
+            size = min(padded, self.max_batch)  # a larger lone request counts as full batches
+            seconds = (time.perf_counter() - started) * size / padded
+            self.batch_seconds[size] += RATE_SMOOTHING * (seconds - self.batch_seconds[size])
             for request, result in zip(batch, results):
                 if request.future.done():
                     continue

@@ -88,7 +88,8 @@ def run_slow_batcher(scenario, seconds_per_batch=0.2, queue_size=16):
         with ThreadPoolExecutor(1) as executor:
             observers = Observers(abandoned=lambda: abandoned.append(1))
             batcher = MicroBatcher(slow, executor, max_batch=8, wait_s=0, queue_size=queue_size, observers=observers)
-            batcher.seconds_per_image = seconds_per_batch / 8  # as warm_up would measure at a full batch
+            # what warm_up measures on this model, which takes as long at any batch size
+            batcher.batch_seconds = dict.fromkeys(batcher.buckets, seconds_per_batch)
             serving = asyncio.create_task(batcher.serve())
             try:
                 return await scenario(batcher)
@@ -117,6 +118,20 @@ def test_work_over_its_budget_is_refused_at_once_with_the_real_drain_time():
     # the 16 images ahead at 25 ms each, then one slot: a mean-sized request (8 images, moving average) later
     assert 0.3 < refused.retry_after_s < 0.45 + 8 * 0.025
     assert float(admitted[0][0, 0]) == 2000.0 and 1000.0 not in ran
+
+
+def test_a_queue_of_full_batches_is_priced_at_the_full_batch_time():
+    """After single-image requests (a run's fixed cost dominates: 40 ms per image), a burst of full batches
+    costs 40 ms per 8 images, well within budget: it must not be refused at the single-image rate."""
+    async def scenario(batcher):
+        await asyncio.get_running_loop().run_in_executor(None, batcher.warm_up, images(0))
+        for value in range(5):
+            await batcher.submit(images(value))
+        burst = [batcher.submit(images(*range(8)), budget_s=0.3) for _ in range(4)]  # ~0.16 s of work in all
+        return await asyncio.gather(*burst)
+
+    answers, _, _ = run_slow_batcher(scenario, seconds_per_batch=0.04)
+    assert [len(answer[0]) for answer in answers] == [8, 8, 8, 8]
 
 
 def test_an_idle_batcher_takes_any_request_and_a_full_queue_refuses():

@@ -372,17 +372,59 @@ def test_the_service_stands_alone_without_torch_or_training(model_dir):
         alone.stop()
 
 
-def test_several_workers_share_the_port_and_every_scrape_counts_every_request(model_dir):
+def worker_pids(supervisor: int) -> set[int]:
+    """The worker processes a `python -m service` started (not multiprocessing's resource tracker)."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if parent == supervisor and b"spawn_main" in command:
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def generated_count(url: str) -> float:
+    pattern = 'http_requests_total{method="POST",route="/generate",status="200"}'
+    lines = httpx.get(url + "/metrics", timeout=30).text.splitlines()
+    return float(next(line for line in lines if line.startswith(pattern)).split()[-1])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_several_workers_share_the_port_count_every_request_and_a_dead_one_is_replaced(model_dir):
     fleet = Server(model_dir, WORKERS="2", INTRA_OP_THREADS="1")
     try:
         for seed in range(12):  # a new connection each time, so the kernel spreads them over the workers
             assert httpx.post(fleet.url + "/generate", json={"seed": seed}, timeout=30).status_code == 200
-        pattern = 'http_requests_total{method="POST",route="/generate",status="200"}'
-        for _ in range(4):
-            lines = httpx.get(fleet.url + "/metrics", timeout=30).text.splitlines()
-            assert float(next(line for line in lines if line.startswith(pattern)).split()[-1]) == 12
+        assert all(generated_count(fleet.url) == 12 for _ in range(4))  # whichever worker answers the scrape
+        workers = worker_pids(fleet.process.pid)
+        assert len(workers) == 2
+        os.kill(min(workers), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while (len(worker_pids(fleet.process.pid) - workers) < 1 or
+               any(httpx.get(fleet.url + "/readyz", timeout=30).status_code != 200 for _ in range(8))):
+            assert time.monotonic() < deadline, "no worker replaced the dead one"
+            time.sleep(0.2)
+        for seed in range(12):
+            assert httpx.post(fleet.url + "/generate", json={"seed": seed}, timeout=30).status_code == 200
+        assert generated_count(fleet.url) == 24  # the dead worker's requests still count
+        fleet.process.terminate()
+        assert fleet.process.wait(timeout=30) == 0 and not worker_pids(fleet.process.pid)
     finally:
-        fleet.stop()
+        if fleet.process.poll() is None:
+            fleet.stop()
+
+
+def test_a_port_in_use_is_named_at_start(model_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "service", "--model", str(model_dir), "--port", str(port),
+                                 "--workers", "2"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
 def test_schemathesis_finds_nothing_with_every_check(server, tmp_path):
