@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.batcher import Overloaded
 from service.contract import with_model
 from service.engine import DeadlineExceeded, Engine
-from service.fastpath import GenerateFastPath
+from service.fastpath import ServiceApp
 from service.imaging import UploadError
 from service.latents import CodeError
 from service.middleware import (
@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         await engine.stop()
         metrics.close()
 
-    app = FastAPI(
+    app = ServiceApp(  # FastAPI, with the PNG /generate answered in front of its middleware stack
         title="infogan-serve",
         summary="InfoGAN generator and Q encoder over onnxruntime",
         description="Generate images from InfoGAN's latent codes, traverse one code, encode an image back into "
@@ -181,7 +181,6 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     for path in sorted(STATIC_DIR.glob("*")) if STATIC_DIR.is_dir() else []:
         route = "/" if path.name == "index.html" else f"/{path.name}"
         app.add_api_route(route, static_file(path), methods=["GET"], include_in_schema=False)
-    app.add_middleware(GenerateFastPath)  # innermost: it sees the body BodyLimitMiddleware has let through
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(ShedMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -1,18 +1,22 @@
-"""The hot path: a valid `POST /generate` that wants a PNG, answered without FastAPI's routing and dependency
-machinery, which was about half of the event loop's time per request (docs/PERFORMANCE.md).
+"""The hot path: a valid `POST /generate` that wants a PNG, answered in front of FastAPI's middleware stack,
+routing and dependency machinery, which together were most of the event loop's time per one-image request
+(docs/PERFORMANCE.md).
 
 Only the plain success case is taken here, through the same pieces the route uses (the request schema,
-`requested_latents`, the engine, `grid_png`), so the bytes are the route's. Anything else (a JSON answer, a
-body or header the schema refuses, a bad code) goes on to the route unchanged, which gives the documented
-answer and error message; refusals and disconnects are answered as the app's handlers answer them.
+`requested_latents`, the engine, `grid_png`), so the bytes are the route's, and it is counted in the same
+request metrics. Anything else (a JSON answer, a body or header the schema refuses, a bad code, a body over
+the limit or of unknown length) goes on to the full stack unchanged, which gives the documented answer and
+error message; refusals and disconnects are answered as the app's handlers answer them.
 """
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
+from fastapi import FastAPI
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from service import schemas
 from service.batcher import Overloaded
@@ -21,30 +25,30 @@ from service.latents import CodeError
 from service.middleware import client_timeout, unavailable_response
 from service.routes import ClientDisconnected, grid_png, requested_latents, unless_disconnected
 
-
-class Route:
-    """What MetricsMiddleware reads from scope["route"]: the route template."""
-
-    path = "/generate"
+ROUTE = "/generate"
 
 
-class GenerateFastPath:
-    def __init__(self, app: ASGIApp):
-        self.app = app
+class ServiceApp(FastAPI):
+    """FastAPI, with the PNG /generate answered before its middleware stack when it can be."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/generate" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["path"] == ROUTE and scope["method"] == "POST":
+            await self.generate_png(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def generate_png(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
-        engine = getattr(scope["app"].state, "engine", None)
-        raw_timeout = headers.get(b"x-request-timeout")
+        engine = getattr(self.state, "engine", None)
+        raw_timeout, declared = headers.get(b"x-request-timeout"), headers.get(b"content-length", b"")
         timeout_s = client_timeout(raw_timeout)
         if (engine is None or b"application/json" in headers.get(b"accept", b"")
                 or not headers.get(b"content-type", b"").startswith(b"application/json")
-                or (raw_timeout is not None and timeout_s is None)):  # a header the route refuses with 422
-            await self.app(scope, receive, send)
+                or (raw_timeout is not None and timeout_s is None)  # a header the route refuses with 422
+                or not declared.isdigit() or int(declared) > self.state.settings.max_body_bytes):
+            await super().__call__(scope, receive, send)
             return
+        started = time.perf_counter()
         messages, body = [], b""
         while True:
             message = await receive()
@@ -56,34 +60,35 @@ class GenerateFastPath:
         async def replay() -> Message:
             return messages.pop(0) if messages else await receive()
 
+        status: int | None = 500  # what the metrics say if this dies before answering
         try:
             request = schemas.GenerateRequest.model_validate_json(body)
-            latents, seed = requested_latents(engine, request, timeout_s)
-        except (ValidationError, CodeError):  # the route answers with FastAPI's 422 and its messages
-            await self.app(scope, replay, send)
-            return
-        except Overloaded as error:
-            await self._answer(scope, receive, send, unavailable_response(error))
-            return
-        scope["route"] = Route
-        columns = min(request.n, 8)
+            status = await self.answer(scope, receive, send, request, timeout_s)
+        except (ValidationError, CodeError):  # nothing sent yet: the route answers 422 naming the field
+            status = None  # and the full stack counts it
+            await super().__call__(scope, replay, send)
+        finally:
+            if status is not None:
+                self.state.metrics.observe_request(ROUTE, "POST", status, time.perf_counter() - started)
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send, request: schemas.GenerateRequest,
+                     timeout_s: float | None) -> int:
+        """Answers a request the schema accepted and returns the status sent. A bad code raises CodeError
+        before anything is sent."""
+        engine = self.state.engine
         try:
-            png = await unless_disconnected(receive, scope["app"].state.metrics,
-                                            engine.generate(latents, partial(grid_png, columns=columns), timeout_s))
-        except DeadlineExceeded as error:
-            await self._answer(scope, receive, send, unavailable_response(error))
-            return
-        except ClientDisconnected:
+            latents, seed = requested_latents(engine, request, timeout_s)
+            png = await unless_disconnected(receive, self.state.metrics, engine.generate(
+                latents, partial(grid_png, columns=min(request.n, 8)), timeout_s))
+        except (Overloaded, DeadlineExceeded) as error:
+            await unavailable_response(error)(scope, receive, send)
+            return 503
+        except ClientDisconnected:  # 499, nginx's "client closed request": nobody reads it, the metrics do
             await send({"type": "http.response.start", "status": 499, "headers": []})
             await send({"type": "http.response.body", "body": b""})
-            return
+            return 499
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-length", str(len(png)).encode()), (b"content-type", b"image/png"),
             (b"x-seed", str(seed).encode())]})
         await send({"type": "http.response.body", "body": png})
-
-    @staticmethod
-    async def _answer(scope: Scope, receive: Receive, send: Send, response) -> None:
-        scope["route"] = Route
-        await response(scope, receive, send)
-
+        return 200

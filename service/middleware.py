@@ -65,6 +65,12 @@ class Metrics:
         self.provider = Gauge("inference_provider", "1 for the execution provider the session runs on",
                               ["provider"], registry=self.registry, multiprocess_mode="livemax")
 
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Counts and times one answered request (route template, not raw path)."""
+        labels = (route, method, str(status))
+        self.requests.labels(*labels).inc()
+        self.latency.labels(*labels).observe(seconds)
+
     def render(self) -> bytes:
         if not self.multiprocess:
             return generate_latest(self.registry)
@@ -101,9 +107,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            labels = (route, scope["method"], str(status))
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+            self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - started)
 
 
 class ShedMiddleware:
