@@ -4,7 +4,8 @@
     python bench/serve_load.py --goals     # the service's defaults against onnxruntime alone, as ratios (5 rounds)
 
 Starts `python -m service` twice (micro-batching on, then off with MAX_BATCH=1) and drives each with a
-keep-alive HTTP/1.1 client on asyncio (one connection per concurrent client), for GET /healthz,
+keep-alive HTTP/1.1 client on asyncio (one connection per concurrent client; `--load-generator wrk` for wrk,
+which leaves the server more of the cores it shares with the load), for GET /healthz,
 POST /generate n=1 and n=16 (PNG). Prints one markdown table and a JSON line.
 
 `--replay-inference` measures what the HTTP path alone costs: one server, micro-batching on, whose generator
@@ -19,9 +20,11 @@ import asyncio
 import json
 import os
 import re
+import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -91,30 +94,80 @@ def batch_stats(url: str) -> tuple[float, float]:
     return float(values.get("count", 0)), float(values.get("sum", 0))
 
 
-async def measure(url: str, port: int, case: str, concurrency: int, seconds: float, server_pid: int) -> dict:
-    method, path, body, images = CASES[case]
-    request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+def python_clients(port: int, request: bytes, concurrency: int, seconds: float) -> dict:
+    """`concurrency` keep-alive connections from this process (asyncio), each sending `request` in a loop."""
     latencies: list[float] = []
     errors: list[int] = []
-    count_before, sum_before = batch_stats(url)
-    server_cpu, client_cpu = cpu_seconds(server_pid), time.process_time()
-    stop = time.perf_counter() + seconds
-    started = time.perf_counter()
-    await asyncio.gather(*(client("127.0.0.1", port, request, stop, latencies, errors) for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    server_cpu, client_cpu = cpu_seconds(server_pid) - server_cpu, time.process_time() - client_cpu
-    count_after, sum_after = batch_stats(url)
+    client_cpu, started = time.process_time(), time.perf_counter()
+
+    async def run() -> None:
+        stop = time.perf_counter() + seconds
+        await asyncio.gather(*(client("127.0.0.1", port, request, stop, latencies, errors) for _ in range(concurrency)))
+
+    asyncio.run(run())
     latencies.sort()
 
     def percentile(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000
 
-    return {"case": case, "concurrency": concurrency, "requests_per_s": len(latencies) / elapsed,
-            "images_per_s": (len(latencies) - len(errors)) * images / elapsed, "p50_ms": percentile(50), "p95_ms": percentile(95),
-            "p99_ms": percentile(99), "errors": len(errors), "error_statuses": {s: errors.count(s) for s in set(errors)},
-            # CPU per request, server (all its threads) and this client: on a shared machine their sum bounds req/s
-            "server_cpu_ms": server_cpu / len(latencies) * 1000, "client_cpu_ms": client_cpu / len(latencies) * 1000,
+    return {"requests": len(latencies), "elapsed": time.perf_counter() - started, "errors": len(errors),
+            "p50_ms": percentile(50), "p95_ms": percentile(95), "p99_ms": percentile(99),
+            "client_cpu": time.process_time() - client_cpu}
+
+
+WRK_SCRIPT = """
+wrk.method = "%s"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+function done(summary, latency, requests)
+  io.write(string.format("percentiles_us %%d %%d %%d\\n", latency:percentile(50), latency:percentile(95),
+                         latency:percentile(99)))
+end
+"""
+WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk_clients(port: int, method: str, path: str, body: bytes, concurrency: int, seconds: float) -> dict:
+    """The same load from wrk (one thread, C): a load generator that takes less of the cores it shares."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT % (method, body.decode()))
+        script.flush()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        output = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
+                                 "-s", script.name, f"http://127.0.0.1:{port}{path}"],
+                                capture_output=True, text=True, check=True).stdout
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+
+    summary = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s)", output)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    p50, p95, p99 = (int(value) / 1000 for value in re.search(r"percentiles_us (\d+) (\d+) (\d+)", output).groups())
+    return {"requests": int(summary.group(1)), "elapsed": float(summary.group(2)) * WRK_UNITS[summary.group(3)] / 1e3,
+            "errors": (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
+            "p50_ms": p50, "p95_ms": p95, "p99_ms": p99,
+            "client_cpu": after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime}
+
+
+def measure(url: str, port: int, case: str, concurrency: int, seconds: float, server_pid: int,
+            load_generator: str = "python") -> dict:
+    method, path, body, images = CASES[case]
+    count_before, sum_before = batch_stats(url)
+    server_cpu = cpu_seconds(server_pid)
+    if load_generator == "wrk":
+        load = wrk_clients(port, method, path, body, concurrency, seconds)
+    else:
+        request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        load = python_clients(port, request, concurrency, seconds)
+    server_cpu = cpu_seconds(server_pid) - server_cpu
+    count_after, sum_after = batch_stats(url)
+    requests = max(1, load["requests"])
+    return {"case": case, "concurrency": concurrency, "load_generator": load_generator,
+            "requests_per_s": load["requests"] / load["elapsed"],
+            "images_per_s": (load["requests"] - load["errors"]) * images / load["elapsed"],
+            "p50_ms": load["p50_ms"], "p95_ms": load["p95_ms"], "p99_ms": load["p99_ms"], "errors": load["errors"],
+            # CPU per request, server (all its threads) and the load generator: on a shared machine their sum bounds req/s
+            "server_cpu_ms": server_cpu / requests * 1000, "client_cpu_ms": load["client_cpu"] / requests * 1000,
             "avg_batch": (sum_after - sum_before) / (count_after - count_before) if count_after > count_before else None}
 
 
@@ -174,7 +227,7 @@ def median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def goals(model_dir: Path, seconds: float, rounds: int) -> None:
+def goals(model_dir: Path, seconds: float, rounds: int, load_generator: str) -> None:
     """The service with its defaults against onnxruntime alone, one after the other (never together), in
     alternating rounds: this machine's speed drifts between runs by as much as the effect measured (onnxruntime
     alone gave 1,726 and 2,888 images/s in two runs minutes apart), so each round's ratio compares neighbours in
@@ -189,7 +242,7 @@ def goals(model_dir: Path, seconds: float, rounds: int) -> None:
         for _ in range(rounds):
             for case, concurrency, batch, _goal in GOALS:
                 reference = alone.images_per_s(batch, seconds)
-                row = asyncio.run(measure(f"http://127.0.0.1:{port}", port, case, concurrency, seconds, server.pid))
+                row = measure(f"http://127.0.0.1:{port}", port, case, concurrency, seconds, server.pid, load_generator)
                 cells[case].append((row, reference))
     finally:
         server.terminate()
@@ -233,6 +286,9 @@ def main() -> None:
                         help="one server whose generator replays its first output per batch size: the HTTP path alone")
     parser.add_argument("--goals", action="store_true",
                         help="only the goal cells: the service's defaults against onnxruntime alone, with the ratios")
+    parser.add_argument("--load-generator", choices=["python", "wrk"], default="python",
+                        help="python: keep-alive asyncio clients in this process; wrk: wrk (apt-get install wrk), "
+                        "which takes less of the cores the server shares with it")
     parser.add_argument("--rounds", type=int, default=5, help="with --goals: alternating rounds (the median ratio counts)")
     parser.add_argument("--serve-replaying", action="store_true", help=argparse.SUPPRESS)  # the server --replay starts
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -241,7 +297,7 @@ def main() -> None:
         serve_replaying(args.model, args.port)
         return
     if args.goals:
-        goals(args.model, args.seconds, args.rounds)
+        goals(args.model, args.seconds, args.rounds, args.load_generator)
         return
     modes = {"batching on": {}, "batching off": {"MAX_BATCH": "1", "BATCH_WAIT_MS": "0"}}
     if args.replay_inference:
@@ -257,7 +313,8 @@ def main() -> None:
                 if mode == "batching off" and case == "GET /healthz":
                     continue
                 for concurrency in args.concurrency:
-                    row = asyncio.run(measure(f"http://127.0.0.1:{port}", port, case, concurrency, args.seconds, server.pid))
+                    row = measure(f"http://127.0.0.1:{port}", port, case, concurrency, args.seconds, server.pid,
+                                  args.load_generator)
                     results.append({"mode": mode, **row})
                     print(json.dumps(results[-1]), file=sys.stderr)
         finally:
