@@ -91,9 +91,12 @@ class MicroBatcher:
         return self.bucket_of[images] if images <= self.max_batch else images
 
     def seconds_for(self, images: int) -> float:
-        """Expected time to run `images` images: full batches, then one padded partial batch."""
+        """Expected time to run `images` images: full batches, then one padded partial batch, which never takes
+        longer than a full one (a size that has not run lately keeps an old time: one measured during a busy
+        start-up was 5x too long and, under a load of full batches, never corrected, so requests were shed)."""
         full, rest = divmod(images, self.max_batch)
-        return full * self.batch_seconds[self.max_batch] + (self.batch_seconds[self.padded(rest)] if rest else 0.0)
+        full_batch = self.batch_seconds[self.max_batch]
+        return full * full_batch + (min(self.batch_seconds[self.padded(rest)], full_batch) if rest else 0.0)
 
     @property
     def seconds_per_image(self) -> float:
@@ -147,14 +150,18 @@ class MicroBatcher:
         return await request.future
 
     def warm_up(self, feeds: dict[str, np.ndarray]) -> None:
-        """Runs every batch size the batcher will use twice, from a one-image example (blocking); the second,
-        warm run of each size is timed: the first estimate of its time."""
+        """Runs every batch size the batcher will use three times, from a one-image example (blocking); the
+        faster of the two warm runs is the first estimate of its time (workers warm up side by side, and one
+        run can be slowed by the others)."""
         for size in self.buckets:
             batch = {name: np.repeat(value, size, axis=0) for name, value in feeds.items()}
             self.run(batch)
-            started = time.perf_counter()
-            self.run(batch)
-            self.batch_seconds[size] = time.perf_counter() - started
+            timings = []
+            for _ in range(2):
+                started = time.perf_counter()
+                self.run(batch)
+                timings.append(time.perf_counter() - started)
+            self.batch_seconds[size] = min(timings)
 
     def _take(self) -> list[_Request]:
         """Waiting requests (cancelled ones dropped) up to max_batch images; a larger one goes alone."""

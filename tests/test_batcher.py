@@ -134,6 +134,19 @@ def test_a_queue_of_full_batches_is_priced_at_the_full_batch_time():
     assert [len(answer[0]) for answer in answers] == [8, 8, 8, 8]
 
 
+def test_a_stale_partial_batch_time_never_prices_over_a_full_batch():
+    async def scenario(batcher):
+        batcher.batch_seconds[4] = 5.0  # a time measured during a busy start-up, never run since
+        running = asyncio.ensure_future(batcher.submit(images(*range(8))))  # 0.05 s
+        await asyncio.sleep(0.01)
+        admitted = await batcher.submit(images(*range(4)), budget_s=0.3)  # then 4 images: at most 0.05 s more
+        await running
+        return admitted
+
+    admitted, _, _ = run_slow_batcher(scenario, seconds_per_batch=0.05)
+    assert len(admitted[0]) == 4
+
+
 def test_an_idle_batcher_takes_any_request_and_a_full_queue_refuses():
     async def scenario(batcher):
         alone = await batcher.submit(images(*range(8)), budget_s=0.001)  # over budget, but nothing is ahead
