@@ -49,6 +49,12 @@ class ServiceApp(FastAPI):
             await super().__call__(scope, receive, send)
             return
         started = time.perf_counter()
+        try:  # at the door, before reading the body, as ShedMiddleware does for the other routes
+            engine.admit(0, timeout_s)
+        except Overloaded as error:
+            await unavailable_response(error)(scope, receive, send)
+            self.state.metrics.observe_request(ROUTE, "POST", 503, time.perf_counter() - started)
+            return
         messages, body = [], b""
         while True:
             message = await receive()
