@@ -51,7 +51,7 @@ def main() -> None:
         for step in range(steps):
             start = (step * config.batch_size) % (len(images) - config.batch_size + 1)
             train_step(config, layout, networks, images[start : start + config.batch_size].float() / 127.5 - 1, rng,
-                       autocast)
+                       autocast, contrastive=networks.discriminator.pair_classifier is not None)
         synchronize(device)
         return time.perf_counter() - started
 

@@ -33,7 +33,7 @@ def test_help_explains_every_option():
     result = run("training", "--help")
     assert result.returncode == 0
     for flag in ("--preset", "--data-dir", "--out", "--epochs", "--seed", "--device", "--resume", "--download",
-                 "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate", "--cr-weight"):
+                 "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate", "--cr-weight", "--cr-start-epoch"):
         assert flag in result.stdout
 
 
@@ -147,11 +147,12 @@ def test_evaluate_cli_prints_the_metrics(trained_run, digits_dir):
 
 def test_contrastive_regulariser_trains_its_pair_classifier_and_measures_the_codes(tmp_path, digits_dir):
     out = tmp_path / "run"
-    result = run("training", "--preset", "tiny", "--data-dir", str(digits_dir), "--out", str(out), "--epochs", "1",
-                 "--cr-weight", "1")
+    result = run("training", "--preset", "tiny", "--data-dir", str(digits_dir), "--out", str(out), "--epochs", "2",
+                 "--cr-weight", "1", "--cr-start-epoch", "1")
     assert result.returncode == 0, result.stderr
-    metrics = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    assert 0 < metrics["pair_ce"] < 2  # cross-entropy of a 2-way choice, learning from log 2
+    first, metrics = (json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines())
+    assert first["pair_ce"] == 0  # plain InfoGAN for the first epoch
+    assert 0 < metrics["pair_ce"] < 2  # then a 2-way choice's cross-entropy, learning from log 2
     assert set(metrics["code_effects"]) == {"c2", "c3"}
     assert "share of its main factor" in result.stderr  # the table is printed at the end of the run
     state = load_checkpoint(out / "checkpoint.pt")
@@ -162,3 +163,5 @@ def test_contrastive_regulariser_needs_two_continuous_codes(tmp_path, capsys):
     assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--cr-weight", "1",
                        "--continuous", "1"]) == 2
     assert "--cr-weight 1: needs at least 2 continuous codes" in capsys.readouterr().err
+    assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--cr-start-epoch", "5"]) == 2
+    assert "--cr-start-epoch 5: needs --cr-weight above 0" in capsys.readouterr().err

@@ -47,6 +47,9 @@ class Config:
     # Not in the paper: InfoGAN-CR's contrastive regulariser on the continuous codes (Lin et al., ICML 2020),
     # the weight of its classification loss for D's pair classifier and for G. 0 = off.
     cr_weight: float = 0.0
+    # Epochs of plain InfoGAN before that regulariser switches on: from the start it cost the categorical
+    # code 10-50 points of accuracy (docs/RESULTS.md), so it may wait until the digits have settled.
+    cr_start_epoch: int = 0
     seed: int = 0
     checkpoint_every: int = 500  # steps
     log_every: int = 25  # steps between progress-bar updates (each one is a host sync on CUDA)

@@ -176,17 +176,18 @@ def autocast_for(device: str) -> contextlib.AbstractContextManager:
 
 
 def train_step(config: Config, layout: LatentLayout, networks: Networks, real: torch.Tensor, rng: torch.Generator,
-               autocast: contextlib.AbstractContextManager) -> torch.Tensor:
-    """One D/Q update and one G update on a batch of real images in [-1, 1].
+               autocast: contextlib.AbstractContextManager, contrastive: bool) -> torch.Tensor:
+    """One D/Q update and one G update on a batch of real images in [-1, 1]; `contrastive` adds InfoGAN-CR's
+    regulariser (the run has its pair classifier and the epoch has reached cr_start_epoch).
 
     Returns the detached losses [D, G, categorical cross-entropy, continuous NLL, pair cross-entropy] without
-    a host sync (the last is 0 unless InfoGAN-CR's regulariser is on).
+    a host sync (the last is 0 unless the regulariser is on).
     """
     generator, discriminator, opt_g, opt_d = networks
     noise, categorical, continuous = sample_latents(layout, len(real), rng, real.device.type)
     with autocast:
         fake = generator(noise, categorical, continuous)
-        pair = contrastive_pair(layout, generator, continuous, rng) if discriminator.pair_classifier else None
+        pair = contrastive_pair(layout, generator, continuous, rng) if contrastive else None
         unshifted = fake
         if config.translate:  # the same shifts serve D's step and G's step
             real, fake = translate(real, config.translate, rng), translate(fake, config.translate, rng)
@@ -317,7 +318,8 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         for batch_index in range(position, steps_per_epoch):
             batch = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
             real = scaled(images[batch])
-            losses = train_step(config, layout, networks, real, rng, autocast)
+            contrastive = networks.discriminator.pair_classifier is not None and epoch >= config.cr_start_epoch
+            losses = train_step(config, layout, networks, real, rng, autocast, contrastive)
 
             sums += torch.cat([losses, torch.ones(1, device=device)])
             step += 1
@@ -431,6 +433,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(DiffAugment; not in the paper; default: the preset's, 2 for mnist and fashion-mnist, else 0 = off)")
     parser.add_argument("--cr-weight", type=finite(0), help="weight of InfoGAN-CR's contrastive regulariser on the "
                         "continuous codes (Lin et al., 2020; not in the paper; default: the preset's, 0 = off)")
+    parser.add_argument("--cr-start-epoch", type=at_least(0), help="epochs of plain InfoGAN before the contrastive "
+                        "regulariser switches on (default 0: from the start)")
     parser.add_argument("--lr-d", type=finite(0, inclusive=False), help="Adam learning rate of D and Q (default 2e-4)")
     parser.add_argument("--lr-g", type=finite(0, inclusive=False), help="Adam learning rate of G (default 1e-3)")
     parser.add_argument("--checkpoint-every", type=at_least(1), help="steps between checkpoints (default 500)")
@@ -444,12 +448,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "dataset": args.dataset, "epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size,
         "noise_dim": args.noise_dim, "noise": args.noise, "categorical": args.categorical,
         "continuous": args.continuous, "lambda_cont": args.lambda_cont, "learn_sigma": args.learn_sigma or None,
-        "translate": args.translate, "cr_weight": args.cr_weight,
+        "translate": args.translate, "cr_weight": args.cr_weight, "cr_start_epoch": args.cr_start_epoch,
         "lr_d": args.lr_d, "lr_g": args.lr_g, "checkpoint_every": args.checkpoint_every,
     }
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     if config.cr_weight > 0 and config.continuous < 2:  # H names which of the continuous codes a pair shares
         raise ValueError(f"--cr-weight {config.cr_weight:g}: needs at least 2 continuous codes, the run has {config.continuous}")
+    if config.cr_start_epoch and not (config.cr_weight > 0 and config.cr_start_epoch < config.epochs):
+        raise ValueError(f"--cr-start-epoch {config.cr_start_epoch}: needs --cr-weight above 0 and fewer than the "
+                         f"run's {config.epochs} epochs (else the regulariser never switches on)")
     if config.translate >= config.image_size // 2:  # shifts of half the image leave D mostly background
         raise ValueError(f"--translate {config.translate}: must be under half the {config.image_size}-pixel image "
                          f"(at most {config.image_size // 2 - 1}; the mnist preset uses 2)")
