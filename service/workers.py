@@ -6,7 +6,9 @@ workers, so one event loop was saturated while the other idled (docs/PERFORMANCE
 the port itself with SO_REUSEPORT, and Linux spreads new connections over the listening sockets by a hash of
 their addresses. A worker listens only once its app has started (model loaded, every batch size warmed up),
 so no connection waits on a cold worker. Elsewhere than Linux, SO_REUSEPORT does not balance: uvicorn's
-supervisor serves instead.
+supervisor serves instead. One caution that comes with SO_REUSEPORT: a second copy of the service started by
+the same user on the same port joins the group silently and takes a share of the connections (the start-up
+check refuses a port held by any other kind of listener).
 """
 
 from __future__ import annotations
