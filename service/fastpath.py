@@ -16,13 +16,13 @@ from functools import partial
 
 from fastapi import FastAPI
 from pydantic import ValidationError
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from service import schemas
 from service.batcher import Overloaded
 from service.engine import DeadlineExceeded
 from service.latents import CodeError
-from service.middleware import client_timeout, unavailable_response
+from service.middleware import buffer_body, client_timeout, unavailable_response
 from service.routes import ClientDisconnected, grid_png, requested_latents, unless_disconnected
 
 ROUTE = "/generate"
@@ -55,17 +55,7 @@ class ServiceApp(FastAPI):
             await unavailable_response(error)(scope, receive, send)
             self.state.metrics.observe_request(ROUTE, "POST", 503, time.perf_counter() - started)
             return
-        messages, body = [], b""
-        while True:
-            message = await receive()
-            messages.append(message)
-            body += message.get("body", b"")
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
-
-        async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()
-
+        body, replay = await buffer_body(receive, self.state.settings.max_body_bytes)
         status: int | None = 500  # what the metrics say if this dies before answering
         try:
             request = schemas.GenerateRequest.model_validate_json(body)

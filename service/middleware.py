@@ -146,6 +146,23 @@ def unavailable_response(error: Exception) -> JSONResponse:
                         headers={"Retry-After": str(max(1, math.ceil(error.retry_after_s)))})
 
 
+async def buffer_body(receive: Receive, limit: int) -> tuple[bytes, Receive]:
+    """Reads a request body to its end, or until it is past `limit` bytes; returns what was read and a
+    `receive` that replays the messages read, then reads on (for the app behind, which reads it again)."""
+    messages, body = [], b""
+    while True:
+        message = await receive()
+        messages.append(message)
+        body += message.get("body", b"")
+        if len(body) > limit or message["type"] != "http.request" or not message.get("more_body"):
+            break
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return body, replay
+
+
 class BodyLimitMiddleware:
     """Answers 413 to any request body over `limit` bytes, declared or streamed, before the app reads it."""
 
@@ -160,20 +177,10 @@ class BodyLimitMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(send)
             return
-        messages, size = [], 0
-        while True:  # buffer the body (at most `limit` bytes), then replay it to the app
-            message = await receive()
-            messages.append(message)
-            size += len(message.get("body", b""))
-            if size > self.limit:
-                await self._refuse(send)
-                return
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
-
-        async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()
-
+        body, replay = await buffer_body(receive, self.limit)
+        if len(body) > self.limit:
+            await self._refuse(send)
+            return
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:

@@ -315,10 +315,10 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         # The epoch's order depends only on (seed, epoch), so a resumed run picks up the same batches.
         order = torch.randperm(len(images), generator=torch.Generator(device).manual_seed(config.seed * 7919 + epoch),
                                device=device)
+        contrastive = networks.discriminator.pair_classifier is not None and epoch >= config.cr_start_epoch
         for batch_index in range(position, steps_per_epoch):
             batch = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
             real = scaled(images[batch])
-            contrastive = networks.discriminator.pair_classifier is not None and epoch >= config.cr_start_epoch
             losses = train_step(config, layout, networks, real, rng, autocast, contrastive)
 
             sums += torch.cat([losses, torch.ones(1, device=device)])
