@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 CodeKind = Literal["categorical", "continuous"]
@@ -27,6 +27,8 @@ class Code:
     labels: list[str] | None = None  # class name of each categorical value, set after training
 
     def __post_init__(self) -> None:
+        if not self.name.isidentifier():  # names appear in query strings and JSON keys; "2" would read as an index
+            raise ValueError(f"code name must be an identifier such as c2 or slant, got {self.name!r}")
         if self.kind not in ("categorical", "continuous"):
             raise ValueError(f"code {self.name}: kind must be categorical or continuous, got {self.kind!r}")
         if self.kind == "categorical" and self.size < 2:
@@ -45,12 +47,41 @@ class Code:
 
 
 @dataclass(frozen=True)
+class Alignment:
+    """The continuous codes a model presents, as linear maps of the codes it was trained with.
+
+    Training learns a plane (or space) of continuous codes that holds the image factors, but not which axes
+    of it carry them: any rotation scores the same. An alignment, chosen after training by measuring images
+    (export/align.py), turns that space so each presented code moves one factor:
+    presented = matrices[v] @ trained, where v is the value of the categorical code `by` (one matrix per value),
+    or the only matrix when `by` is None. Prior draws stay on the training distribution: the trained codes
+    are drawn from their own uniform prior `trained_bounds` and then mapped, never the presented ones
+    independently. Rows are scaled so each presented code spans exactly [-1, 1] over that prior.
+    """
+
+    matrices: tuple[tuple[tuple[float, ...], ...], ...]
+    trained_bounds: tuple[tuple[float, float], ...]
+    by: str | None = None
+    method: str = ""  # how the matrices were chosen, in words, for the model card and /info
+
+    def __post_init__(self) -> None:
+        size = len(self.trained_bounds)
+        if not self.matrices or any(len(m) != size or any(len(row) != size for row in m) for m in self.matrices):
+            raise ValueError(f"alignment: every matrix must be {size} x {size}, one per trained continuous code")
+        if self.by is None and len(self.matrices) != 1:
+            raise ValueError("alignment: one matrix unless `by` names a categorical code")
+        if any(not low < high for low, high in self.trained_bounds):
+            raise ValueError("alignment: trained_bounds need low < high")
+
+
+@dataclass(frozen=True)
 class LatentLayout:
     """Noise z plus codes c1, c2, ... in the paper's order (categorical first, then continuous)."""
 
     noise_dim: int
     codes: tuple[Code, ...]
     noise: Literal["normal", "uniform"] = "normal"
+    alignment: Alignment | None = None  # set when the continuous codes were aligned after training
 
     def __post_init__(self) -> None:
         if self.noise_dim < 1:
@@ -63,6 +94,13 @@ class LatentLayout:
         kinds = [code.kind for code in self.codes]
         if kinds != sorted(kinds):  # "categorical" < "continuous": the order the generator input uses
             raise ValueError("categorical codes must come before continuous codes")
+        if self.alignment is not None:
+            if len(self.alignment.trained_bounds) != len(self.continuous):
+                raise ValueError("alignment: one trained code per continuous code")
+            by = self.alignment.by
+            if by is not None and (by not in names or self.code(by).kind != "categorical"
+                                   or self.code(by).size != len(self.alignment.matrices)):
+                raise ValueError(f"alignment: `by` must name a categorical code with one matrix per value, got {by!r}")
 
     @classmethod
     def build(cls, noise_dim: int, categorical: list[int], continuous: int, noise: str = "normal") -> LatentLayout:
@@ -92,7 +130,7 @@ class LatentLayout:
         return self.noise_dim + sum(code.size for code in self.codes)
 
     def code(self, key: str | int) -> Code:
-        """A code by name ("c2") or by 1-based index (2, or "2")."""
+        """A code by name ("c2", "slant") or by 1-based index (2, or "2")."""
         if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
             index = int(key)
             if 1 <= index <= len(self.codes):
@@ -107,10 +145,13 @@ class LatentLayout:
         codes = tuple(
             Code(c.name, c.kind, c.size, c.low, c.high, list(labels)) if c.name == code_name else c for c in self.codes
         )
-        return LatentLayout(self.noise_dim, codes, self.noise)
+        return replace(self, codes=codes)
 
     def to_dict(self) -> dict:
-        return {"noise_dim": self.noise_dim, "noise": self.noise, "codes": [asdict(code) for code in self.codes]}
+        data = {"noise_dim": self.noise_dim, "noise": self.noise, "codes": [asdict(code) for code in self.codes]}
+        if self.alignment is not None:
+            data["alignment"] = asdict(self.alignment)
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -119,7 +160,14 @@ class LatentLayout:
     def from_dict(cls, data: dict) -> LatentLayout:
         try:
             codes = tuple(Code(**code) for code in data["codes"])
-            return cls(noise_dim=int(data["noise_dim"]), codes=codes, noise=data.get("noise", "normal"))
+            alignment = data.get("alignment")
+            if alignment is not None:
+                alignment = Alignment(
+                    matrices=tuple(tuple(tuple(float(x) for x in row) for row in m) for m in alignment["matrices"]),
+                    trained_bounds=tuple((float(low), float(high)) for low, high in alignment["trained_bounds"]),
+                    by=alignment.get("by"), method=alignment.get("method", ""))
+            return cls(noise_dim=int(data["noise_dim"]), codes=codes, noise=data.get("noise", "normal"),
+                       alignment=alignment)
         except (KeyError, TypeError) as error:
             raise ValueError(f"not a latent layout: {error}") from error
 

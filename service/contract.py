@@ -23,8 +23,20 @@ def code_keys(layout: LatentLayout) -> list[str]:
     return [code.name for code in layout.codes] + [str(i) for i in range(1, len(layout.codes) + 1)]
 
 
+def request_examples(layout: LatentLayout) -> list[dict]:
+    """/generate bodies in this model's own terms: its code names, a label of its label map."""
+    named = {code.name: (min(7, code.size - 1) if code.kind == "categorical" else 1.5) for code in layout.codes[:2]}
+    listed = [min(3, code.size - 1) if code.kind == "categorical" else 0.0 for code in layout.codes]
+    examples = [{"codes": named, "n": 4, "seed": 42}, {"codes": listed, "seed": 0}]
+    labels = next((code.labels for code in layout.categorical if code.labels), None)
+    if labels:
+        examples.append({"label": labels[0], "n": 16})
+    return examples
+
+
 def with_model(openapi: dict, layout: LatentLayout) -> dict:
-    """The generated schema with the model's codes, labels and traversal targets filled in (in place)."""
+    """The generated schema with the model's codes, labels, traversal targets and examples filled in (in place)."""
+    openapi["components"]["schemas"]["GenerateRequest"]["examples"] = request_examples(layout)
     request = openapi["components"]["schemas"]["GenerateRequest"]["properties"]
     values = [value_schema(code) for code in layout.codes]
     by_key = dict(zip(code_keys(layout), values + values))
@@ -39,4 +51,5 @@ def with_model(openapi: dict, layout: LatentLayout) -> dict:
     for parameter in openapi["paths"]["/traverse"]["get"]["parameters"]:
         if parameter["name"] == "code":
             parameter["schema"] = {"type": "string", "enum": code_keys(layout), "title": "Code"}
+            parameter["examples"] = {key: {"value": key} for key in ["1", *(c.name for c in layout.codes[1:2])]}
     return openapi

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from infogan.latent import Code, LatentLayout
+from infogan.prior import present, trained_bounds
 
 CONTINUOUS_LIMIT = 5.0  # the prior is [-1, 1]; the paper extrapolates to +-2; we allow up to +-5
 
@@ -90,14 +91,17 @@ def parse_codes(layout: LatentLayout, codes: list | dict | None, field: str = "c
     return {code.name: check_value(code, value, f"{field}.{code.name}") for code, value in pairs}
 
 
-def draw(layout: LatentLayout, seed: int, indexes: range | list[int]) -> Latents:
-    """Noise and prior draws for images `indexes`, each from its own stream (seed, i).
+def draw(layout: LatentLayout, seed: int, indexes: range | list[int], pins: dict[str, int | float] | None = None) -> Latents:
+    """Noise and prior draws for images `indexes`, each from its own stream (seed, i), with `pins` applied.
 
     The stream is np.random.default_rng([seed, i]) built from its parts, which skips default_rng's argument
-    checks (half its cost, and this runs per image on the event loop); the numbers are the same.
+    checks (half its cost, and this runs per image on the event loop); the numbers are the same. Continuous
+    codes are drawn as the model was trained and then mapped to the codes it presents (infogan/prior.py),
+    after the categorical pins, since an alignment may depend on the categorical value.
     """
+    pins = pins or {}
     sizes = [code.size for code in layout.categorical]
-    bounds = [(code.low, code.high) for code in layout.continuous]
+    bounds = trained_bounds(layout)
     normal_noise = layout.noise == "normal"
     noise = np.empty((len(indexes), layout.noise_dim), np.float32)
     categorical = np.empty((len(indexes), len(sizes)), np.int64)
@@ -109,7 +113,10 @@ def draw(layout: LatentLayout, seed: int, indexes: range | list[int]) -> Latents
             categorical[row, column] = rng.integers(size)
         for column, (low, high) in enumerate(bounds):
             continuous[row, column] = rng.uniform(low, high)
-    return Latents(noise, categorical, continuous)
+    latents = pin(layout, Latents(noise, categorical, continuous),
+                  {name: value for name, value in pins.items() if layout.code(name).kind == "categorical"})
+    latents.continuous = present(layout, latents.categorical, latents.continuous)
+    return pin(layout, latents, {name: value for name, value in pins.items() if layout.code(name).kind == "continuous"})
 
 
 def pin(layout: LatentLayout, latents: Latents, values: dict[str, int | float]) -> Latents:
@@ -130,7 +137,7 @@ def traversal(layout: LatentLayout, target: Code, values: list, rows: int, seed:
     Row r holds image r's draws (as /generate with the same seed) with the pins applied; column j sets the
     traversed code to values[j].
     """
-    base = pin(layout, draw(layout, seed, range(rows)), pins)
+    base = draw(layout, seed, range(rows), pins)
     grid = Latents(*(np.repeat(part, len(values), axis=0) for part in (base.noise, base.categorical, base.continuous)))
     for column, value in enumerate(values):
         pin(layout, grid.every(column, len(values)), {target.name: value})

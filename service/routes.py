@@ -28,7 +28,6 @@ from service.latents import (
     draw,
     parse_codes,
     parse_number,
-    pin,
     traversal,
 )
 from service.middleware import Metrics
@@ -94,7 +93,7 @@ def requested_latents(engine: Engine, body: schemas.GenerateRequest, timeout_s: 
         values[labelled.name] = labelled.labels.index(body.label)
     seed = new_seed() if body.seed is None else body.seed
     engine.admit(body.n, timeout_s)
-    return pin(layout, draw(layout, seed, range(body.n)), values), seed
+    return draw(layout, seed, range(body.n), values), seed
 
 
 def engine_of(request: Request) -> Engine:
@@ -180,8 +179,7 @@ async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: R
             responses={**ERRORS, 200: {**PNG[200], "model": schemas.TraverseResponse}})
 async def traverse(
     request: Request,
-    code: str = Query(..., min_length=1, description="the code to traverse: its index from 1 or its name",
-                      examples=["1", "c2"]),
+    code: str = Query(..., min_length=1, description="the code to traverse: its index from 1 or its name"),
     steps: int = Query(10, ge=2, le=MAX_STEPS, description="values of a continuous code (ignored for categorical)"),
     rows: int = Query(10, ge=1, le=MAX_ROWS, description="independent draws of the noise and the other codes"),
     low: float = Query(-2.0, ge=-CONTINUOUS_LIMIT, le=CONTINUOUS_LIMIT, description="first continuous value"),

@@ -22,11 +22,7 @@ MAX_SEED = 2**53 - 1  # exact in every JSON parser, JavaScript's included
 
 
 class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"codes": {"c1": 7, "c2": 1.5}, "n": 4, "seed": 42},
-        {"codes": [3, 0.0, -1.0], "seed": 0},
-        {"label": "7", "n": 16},
-    ]})
+    model_config = ConfigDict(extra="forbid")  # examples in the model's own code names: service/contract.py
 
     codes: list[CodeValue] | dict[str, CodeValue] | None = Field(
         None, description="one value per code in index order, or {code name: value}. Categorical: an integer in "

@@ -140,7 +140,7 @@ def test_evaluate_cli_prints_the_metrics(trained_run, digits_dir):
     metrics = json.loads(result.stdout)
     assert metrics["images"] == 384 and 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["nmi"] <= 1
     assert metrics["info_cat_nats"] <= metrics["info_cat_bound_nats"]
-    assert {e["factor"] for e in metrics["code_effects"].values()} <= {"slant", "thickness"}
+    assert {e["factor"] for e in metrics["code_effects"].values()} <= {"slant", "thickness", None}
     missing = run("training.evaluate", str(trained_run / "nope"), "--data-dir", str(digits_dir))
     assert missing.returncode == 2 and "checkpoint not found" in missing.stderr
 

@@ -15,16 +15,19 @@ the larger of its two effects over their sum (1 = it moves one factor only, 0.5 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from infogan.latent import LatentLayout
-from training.model import sample_latents
+from infogan.prior import sample
 
 FACTORS = ("slant", "thickness")
 DRAWS, STEPS = 30, 9  # random draws per code, values of the code in each sweep
 EFFECTS_HEADING = "what the continuous codes do (real-digit SDs over the prior):"
 GOAL_SHARE = 0.8  # a code "moves one thing" when at least this share of its effect is on one factor
+MIN_EFFECT = 1.0  # ... and moves that factor by at least this many real-digit SDs across its prior
 
 
 def grey(images: np.ndarray) -> np.ndarray:
@@ -77,36 +80,60 @@ def sweep_slopes(values: np.ndarray, responses: np.ndarray) -> np.ndarray:
     return (responses - responses.mean(axis=1, keepdims=True)) @ centred / (centred @ centred)
 
 
-@torch.no_grad()
-def code_effects(generator: torch.nn.Module, layout: LatentLayout, scale: dict[str, float], device: str = "cpu",
-                 draws: int = DRAWS, steps: int = STEPS, seed: int = 0) -> dict[str, dict]:
-    """Per continuous code: its effect on each factor (in real-digit SDs over its prior), share and main factor."""
-    was_training = generator.training
-    generator.eval()
+Generate = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (noise, categorical, continuous) -> images
+
+
+def measure_effects(generate: Generate, layout: LatentLayout, scale: dict[str, float], draws: int = DRAWS,
+                    steps: int = STEPS, seed: int = 0) -> dict[str, dict]:
+    """Per continuous code: its effect on each factor (in real-digit SDs over its prior), share and main factor.
+
+    `generate` maps numpy latents to images in [-1, 1]; the draws come from the layout's prior (infogan/prior.py),
+    so an aligned model is measured on the codes it presents, as its users sweep them.
+    """
     results = {}
     for j, code in enumerate(layout.continuous):
-        rng = torch.Generator(device).manual_seed(seed * 1000 + j)
-        noise, categorical, continuous = sample_latents(layout, draws, rng, device)
-        values = torch.linspace(code.low, code.high, steps, device=device)
-        continuous = continuous.repeat_interleave(steps, 0)
-        continuous[:, j] = values.repeat(draws)
-        images = generator(noise.repeat_interleave(steps, 0), categorical.repeat_interleave(steps, 0), continuous)
-        measured = factors((images.float().cpu().numpy() + 1.0) / 2.0)
+        noise, categorical, continuous = sample(layout, draws, np.random.default_rng([seed, j]))
+        values = np.linspace(code.low, code.high, steps)
+        continuous = continuous.repeat(steps, axis=0)
+        continuous[:, j] = np.tile(values, draws)
+        images = generate(noise.repeat(steps, axis=0), categorical.repeat(steps, axis=0), continuous)
+        measured = factors((np.asarray(images, dtype=np.float64) + 1.0) / 2.0)
         effects = {}
         for name in FACTORS:
             responses = measured[name].reshape(draws, steps) / scale[name]
-            slopes = sweep_slopes(values.cpu().numpy().astype(np.float64), responses)
-            effects[name] = float(np.abs(slopes).mean() * (code.high - code.low))
-        total = sum(effects.values())
-        main = max(FACTORS, key=lambda name: effects[name])
-        results[code.name] = {**effects, "share": effects[main] / total if total > 0 else 0.0, "factor": main}
-    generator.train(was_training)
+            effects[name] = float(np.abs(sweep_slopes(values, responses)).mean() * (code.high - code.low))
+        results[code.name] = {**effects, **main_factor(effects)}
     return results
+
+
+def main_factor(effects: dict[str, float]) -> dict:
+    """The share of the larger effect, and its factor: None when even that stays under MIN_EFFECT (the code moves
+    nothing measurable, whatever the ratio of two tiny numbers says)."""
+    main = max(FACTORS, key=lambda name: effects[name])
+    total = sum(effects[name] for name in FACTORS)
+    return {"share": effects[main] / total if total > 0 else 0.0, "factor": main if effects[main] >= MIN_EFFECT else None}
+
+
+@torch.no_grad()
+def code_effects(generator: torch.nn.Module, layout: LatentLayout, scale: dict[str, float], device: str = "cpu",
+                 draws: int = DRAWS, steps: int = STEPS, seed: int = 0) -> dict[str, dict]:
+    """measure_effects on a PyTorch generator, in eval mode for the measurement."""
+    was_training = generator.training
+    generator.eval()
+
+    def generate(noise: np.ndarray, categorical: np.ndarray, continuous: np.ndarray) -> np.ndarray:
+        tensors = (torch.from_numpy(part).to(device) for part in (noise, categorical, continuous))
+        return generator(*tensors).float().cpu().numpy()
+
+    try:
+        return measure_effects(generate, layout, scale, draws, steps, seed)
+    finally:
+        generator.train(was_training)
 
 
 def separated(effects: dict[str, dict], goal: float = GOAL_SHARE) -> bool:
     """Every factor has its own code, and every such code puts at least `goal` of its effect on it."""
-    mains = [result["factor"] for result in effects.values() if result["share"] >= goal]
+    mains = [result["factor"] for result in effects.values() if result["share"] >= goal and result["factor"]]
     return len(effects) >= len(FACTORS) and set(mains) == set(FACTORS) and len(mains) == len(set(mains))
 
 
@@ -114,6 +141,7 @@ def effects_table(effects: dict[str, dict]) -> str:
     """The Markdown table the README and the model card show."""
     lines = ["| code | slant effect | thickness effect | share of its main factor | main factor |", "|---|---|---|---|---|"]
     for name, result in effects.items():
+        factor = result["factor"] or f"none (each < {MIN_EFFECT:g} SD)"
         lines.append(f"| {name} | {result['slant']:.2f} SD | {result['thickness']:.2f} SD | {result['share']:.2f} "
-                     f"| {result['factor']} |")
+                     f"| {factor} |")
     return "\n".join(lines)

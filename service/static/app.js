@@ -34,7 +34,21 @@ function codeValues() {
 }
 
 function categoryName(code, value) {
-  return code.labels ? `${value} (${code.labels[value]})` : `${value}`;
+  return code.labels ? code.labels[value] : `${value}`;
+}
+
+// The values of a categorical code in the order a person looks for them: by label (digits 0-9) when the
+// model has a label map, else by value. Each option still sends the value the model takes.
+function pickerOrder(code) {
+  const values = [...Array(code.size).keys()];
+  if (!code.labels) return values;
+  const collator = new Intl.Collator(undefined, { numeric: true });
+  return values.sort((a, b) => collator.compare(code.labels[a], code.labels[b]));
+}
+
+// A named code reads as its name ("slant"); an unnamed one says what kind it is ("c2 (continuous)").
+function codeTitle(code) {
+  return /^c\d+$/.test(code.name) ? `${code.name} (${code.kind})` : code.name;
 }
 
 function buildControls() {
@@ -44,12 +58,12 @@ function buildControls() {
     row.className = "control";
     const label = document.createElement("label");
     label.htmlFor = `code-${code.name}`;
-    label.textContent = `${code.name} (${code.kind})`;
+    label.textContent = codeTitle(code);
     row.append(label);
     if (code.kind === "categorical") {
       const select = document.createElement("select");
       select.id = `code-${code.name}`;
-      for (let v = 0; v < code.size; v++) select.add(new Option(categoryName(code, v), v));
+      for (const v of pickerOrder(code)) select.add(new Option(categoryName(code, v), v));
       select.addEventListener("change", scheduleGenerate);
       row.append(select);
     } else {
@@ -61,7 +75,7 @@ function buildControls() {
       row.append(slider, output);
     }
     box.append(row);
-    $("traverse-code").add(new Option(`${code.name} (${code.kind})`, code.name));
+    $("traverse-code").add(new Option(codeTitle(code), code.name));
   }
 }
 

@@ -1,0 +1,127 @@
+"""Measures served models through their API on digits none of them was trained on.
+
+    python bench/heldout.py models/mnist [MODEL_DIR ...] [--data-dir bench/data/mnist-heldout]
+
+For each model directory, `python -m service` is started on it and asked, over HTTP as any client would:
+- the categorical code's accuracy: every held-out digit is sent to `POST /encode` as a PNG, and the label the
+  service answers (through the model's label map) is compared with the digit's true label;
+- what each continuous code does: `GET /traverse` of that code over its prior, `--draws` rows at 9 values, the
+  slant and stroke thickness of every returned image measured as training/disentangle.py does, in SDs over
+  the held-out digits; effect, share and main factor per code.
+Prints one Markdown table row per model (the table docs/RESULTS.md shows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from serve_load import ROOT, start_server
+
+from infogan.images import png_bytes
+from training.data import load_dataset
+from training.disentangle import FACTORS, factors, main_factor, reference_scale, sweep_slopes
+
+STEPS = 9
+ROWS_PER_REQUEST = 30  # under the service's max_traverse_rows
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accuracy(http: httpx.Client, images: np.ndarray, labels: np.ndarray) -> float:
+    """The share of digits whose /encode label is their true label."""
+    correct = 0
+    for image, label in zip(images, labels):
+        answer = http.post("/encode", content=png_bytes(image), headers={"Content-Type": "image/png"})
+        answer.raise_for_status()
+        correct += answer.json()["label"] == str(label)
+    return correct / len(images)
+
+
+def pixels(png_base64: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(png_base64))), dtype=np.float64) / 255.0
+
+
+def effects(http: httpx.Client, code: dict, draws: int, scale: dict[str, float]) -> dict:
+    """A continuous code swept over its prior through /traverse: its effect on each factor, share, main factor."""
+    responses = {name: [] for name in FACTORS}
+    values = None
+    for seed in range(-(-draws // ROWS_PER_REQUEST)):
+        rows = min(ROWS_PER_REQUEST, draws - seed * ROWS_PER_REQUEST)
+        answer = http.get("/traverse", params={"code": code["name"], "rows": rows, "steps": STEPS, "low": code["low"],
+                                               "high": code["high"], "seed": 1000 + seed},
+                          headers={"Accept": "application/json"})
+        answer.raise_for_status()
+        grid = answer.json()
+        values = np.asarray(grid["values"], dtype=np.float64)
+        for row in grid["rows"]:
+            measured = factors(np.stack([pixels(image) for image in row["images"]])[:, None])
+            for name in FACTORS:
+                responses[name].append(measured[name] / scale[name])
+    result = {name: float(np.abs(sweep_slopes(values, np.array(responses[name]))).mean() * (code["high"] - code["low"]))
+              for name in FACTORS}
+    return {**result, **main_factor(result)}
+
+
+def measure(model_dir: Path, images: np.ndarray, labels: np.ndarray, scale: dict[str, float], draws: int) -> dict:
+    port = free_port()
+    server = start_server(model_dir, port, {"WORKERS": "1"})
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            info = http.get("/info").json()
+            result = {"model": str(model_dir), "accuracy": accuracy(http, images, labels), "codes": {}}
+            for code in info["codes"]:
+                if code["kind"] == "continuous":
+                    result["codes"][code["name"]] = effects(http, code, draws, scale)
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def row(result: dict) -> str:
+    cells = [f"{name}: {e['slant']:.2f} / {e['thickness']:.2f} ({e['share']:.2f}, {e['factor'] or 'none'})"
+             for name, e in result["codes"].items()]
+    lower = min((e["share"] for e in result["codes"].values()), default=0.0)
+    return f"| {result['model']} | {result['accuracy']:.2%} | {' | '.join(cells)} | {lower:.2f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", type=Path, nargs="+", help="model directories written by python -m export")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "bench" / "data" / "mnist-heldout",
+                        help="labelled digits the models never saw (default: bench/data/mnist-heldout)")
+    parser.add_argument("--draws", type=int, default=150, help="traversal rows per continuous code (default 150)")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    args = parser.parse_args()
+    dataset = load_dataset("mnist", args.data_dir, 1, 28)
+    scale = reference_scale(dataset.images)
+    print(f"{len(dataset.images)} held-out digits from {args.data_dir}; factors in their SDs "
+          f"(slant {scale['slant']:.3f}, thickness {scale['thickness']:.3f}); {args.draws} draws x {STEPS} values per code\n")
+    print("| model | accuracy (/encode) | each continuous code: slant / thickness SD (share, factor) | lower share |")
+    print("|---|---|---|---|")
+    results = []
+    for model_dir in args.models:
+        results.append(measure(model_dir, dataset.images, dataset.labels, scale, args.draws))
+        print(row(results[-1]), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
