@@ -61,10 +61,30 @@ def test_slider_moves_the_image(page):
     assert len(page.generate_bodies) < 12  # debounced: not one request per key press
 
 
-def test_categorical_control_shows_labels(page, client):
+def test_categorical_control_lists_the_labels_in_order_and_sends_their_values(page, client):
     labels = client.get("/info").json()["codes"][0]["labels"]
-    options = page.locator("#code-c1 option").all_text_contents()
-    assert options == [f"{v} ({label})" for v, label in enumerate(labels)]
+    options = page.locator("#code-c1 option")
+    assert options.all_text_contents() == sorted(labels, key=int)  # 0-9, whatever value each digit has
+    page.locator("#code-c1").select_option(label="7")
+    page.wait_for_function(f"JSON.parse(document.getElementById('preview').dataset.request).codes.c1 === {labels.index('7')}")
+
+
+def test_sliders_carry_the_shipped_models_code_names(browser):
+    from tests.conftest import ROOT, Server
+
+    shipped = Server(ROOT / "models" / "mnist", WORKERS="1")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(shipped.url + "/")
+        page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
+        page.get_by_label("slant", exact=True).fill("1.5")
+        page.wait_for_function("JSON.parse(document.getElementById('preview').dataset.request).codes.slant === 1.5")
+        assert page.get_by_label("thickness", exact=True).is_visible()
+        assert page.locator("#traverse-code option").all_text_contents() == ["c1 (categorical)", "slant", "thickness"]
+    finally:
+        context.close()
+        shipped.stop()
 
 
 def test_traversal_pins_the_other_codes(page):
