@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service import v2
 from service.batcher import Overloaded
 from service.contract import with_model
 from service.engine import DeadlineExceeded, Engine
@@ -32,12 +33,15 @@ from service.middleware import (
     Metrics,
     MetricsMiddleware,
     ShedMiddleware,
+    error_body,
+    is_v2,
     prepare_metrics_dir,
     unavailable_response,
 )
 from service.model import CUDA, Model, ModelError, load_model
 from service.routes import ClientDisconnected, router
 from service.settings import Settings
+from service.v2 import V2Error, error_response
 from service.workers import BALANCED_BY_KERNEL, supervise
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -143,7 +147,11 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         return _error(422, "body", str(error))
 
     async def unavailable(request: Request, error: Overloaded | DeadlineExceeded) -> JSONResponse:
-        return unavailable_response(error)
+        return unavailable_response(error, request.url.path)
+
+    @app.exception_handler(V2Error)
+    async def v2_error(request: Request, error: V2Error) -> JSONResponse:
+        return error_response(error)
 
     app.add_exception_handler(Overloaded, unavailable)
     app.add_exception_handler(DeadlineExceeded, unavailable)
@@ -156,10 +164,16 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         # FastAPI's own format, minus the echoed input (which may be a 1 MiB body or contain NaN, not JSON)
         details = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in error.errors()]
+        if is_v2(request.url.path):  # V2 says which field in words, with 400
+            message = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details)
+            return JSONResponse(error_body(request.url.path, message), status_code=400)
         return JSONResponse({"detail": details}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if is_v2(request.url.path):
+            return JSONResponse(error_body(request.url.path, str(error.detail)), status_code=error.status_code,
+                                headers=error.headers)
         if error.status_code == 400:  # a body FastAPI could not parse at all: the same 422 as any bad body
             return _error(422, "body", f"unreadable request body: {error.detail}")
         return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
@@ -177,6 +191,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(router)
+    app.include_router(v2.router)
     # The playground's files by name, not a catch-all mount: other paths stay the API's (404, or 405 with Allow).
     for path in sorted(STATIC_DIR.glob("*")) if STATIC_DIR.is_dir() else []:
         route = "/" if path.name == "index.html" else f"/{path.name}"

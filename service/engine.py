@@ -54,8 +54,10 @@ class Engine:
                                   metrics.queue_wait.labels(name).observe, metrics.abandoned.labels(name).inc)
             return MicroBatcher(run, self.executor, settings.max_batch, wait_s, settings.queue_size, observers)
 
-        # The generator's images become uint8 once per batch, not once per request (several numpy calls each).
-        self.generator = batcher("generator", lambda feeds: [to_uint8(model.generator.run(None, feeds)[0])])
+        # The generator's images become uint8 once per batch, not once per request (several numpy calls each);
+        # the float images stay beside them for the Open Inference Protocol, which returns the tensor itself.
+        self.generator = batcher("generator", lambda feeds: [images := model.generator.run(None, feeds)[0],
+                                                             to_uint8(images)])
         encoder = model.encoder
         self.encoder = batcher("encoder", lambda feeds: encoder.run(None, feeds)) if encoder else None
         metrics.provider.labels(model.provider).set(1)
@@ -111,7 +113,12 @@ class Engine:
 
     async def generate(self, latents: Latents, finish: Callable[[np.ndarray], Any], timeout_s: float | None = None) -> Any:
         """finish(uint8 images (B, C, H, W)), computed on the inference thread (e.g. PNG encoding)."""
-        return await self._submit("generator", latents.feeds(), lambda outputs: finish(outputs[0]), timeout_s)
+        return await self._submit("generator", latents.feeds(), lambda outputs: finish(outputs[1]), timeout_s)
+
+    async def infer(self, model: str, feeds: dict[str, np.ndarray], timeout_s: float | None = None) -> list[np.ndarray]:
+        """A model's own output tensors, in the ONNX file's order, for inputs already checked against it."""
+        outputs = await self._submit(model, feeds, list, timeout_s)
+        return outputs[:1] if model == "generator" else outputs  # the generator's uint8 copy is for PNGs
 
     async def encode(self, images: np.ndarray, timeout_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Q's categorical probabilities (B, sum of sizes) and continuous means (B, n_cont)."""

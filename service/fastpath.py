@@ -52,7 +52,7 @@ class ServiceApp(FastAPI):
         try:  # at the door, before reading the body, as ShedMiddleware does for the other routes
             engine.admit(0, timeout_s)
         except Overloaded as error:
-            await unavailable_response(error)(scope, receive, send)
+            await unavailable_response(error, scope["path"])(scope, receive, send)
             self.state.metrics.observe_request(ROUTE, "POST", 503, time.perf_counter() - started)
             return
         body, replay = await buffer_body(receive, self.state.settings.max_body_bytes)
@@ -77,7 +77,7 @@ class ServiceApp(FastAPI):
             png = await unless_disconnected(receive, self.state.metrics, engine.generate(
                 latents, partial(grid_png, columns=min(request.n, 8)), timeout_s))
         except (Overloaded, DeadlineExceeded) as error:
-            await unavailable_response(error)(scope, receive, send)
+            await unavailable_response(error, scope["path"])(scope, receive, send)
             return 503
         except ClientDisconnected:  # 499, nginx's "client closed request": nobody reads it, the metrics do
             await send({"type": "http.response.start", "status": 499, "headers": []})

@@ -16,7 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import Overloaded
 
-INFERENCE_ROUTES = {"/generate": "generator", "/traverse": "generator", "/encode": "encoder"}
+INFERENCE_ROUTES = {"/generate": "generator", "/traverse": "generator", "/encode": "encoder"} | {
+    f"/v2/models/{model}{version}/infer": model for model in ("generator", "encoder") for version in ("", "/versions/1")}
+V2_PREFIX = "/v2"  # the Open Inference Protocol's paths, whose errors read {"error": "..."}
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by serve() before the workers start; read at import time
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -126,7 +128,7 @@ class ShedMiddleware:
             try:
                 engine.admit(0, client_timeout(dict(scope["headers"]).get(b"x-request-timeout")), model=model)
             except Overloaded as error:
-                await unavailable_response(error)(scope, receive, send)
+                await unavailable_response(error, scope["path"])(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -140,9 +142,18 @@ def client_timeout(raw: bytes | None) -> float | None:
     return seconds if seconds is not None and seconds >= 1 else None
 
 
-def unavailable_response(error: Exception) -> JSONResponse:
+def is_v2(path: str) -> bool:
+    return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+
+
+def error_body(path: str, message: str, detail: object = None) -> dict:
+    """An error in the shape of the API the path belongs to: V2's {"error"} or the service's {"detail"}."""
+    return {"error": message} if is_v2(path) else {"detail": message if detail is None else detail}
+
+
+def unavailable_response(error: Exception, path: str) -> JSONResponse:
     """503 with a Retry-After (whole seconds, >= 1) for an error that carries `retry_after_s`."""
-    return JSONResponse({"detail": str(error)}, status_code=503,
+    return JSONResponse(error_body(path, str(error)), status_code=503,
                         headers={"Retry-After": str(max(1, math.ceil(error.retry_after_s)))})
 
 
@@ -175,17 +186,17 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         body, replay = await buffer_body(receive, self.limit)
         if len(body) > self.limit:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": [{"loc": ["body"], "msg": f"request body over {self.limit} bytes",
-                                       "type": "too_large"}]}).encode()
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        message = f"request body over {self.limit} bytes"
+        body = json.dumps(error_body(scope["path"], message, [{"loc": ["body"], "msg": message, "type": "too_large"}])).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

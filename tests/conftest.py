@@ -106,6 +106,14 @@ def server(model_dir) -> Server:
     live.stop()
 
 
+@pytest.fixture(scope="session")
+def shipped_server() -> Server:
+    """The shipped model (models/mnist: aligned, named codes), one worker."""
+    live = Server(ROOT / "models" / "mnist", WORKERS="1")
+    yield live
+    live.stop()
+
+
 @pytest.fixture()
 def client(server) -> httpx.Client:
     with httpx.Client(base_url=server.url, timeout=30) as http:

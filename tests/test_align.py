@@ -12,7 +12,7 @@ import pytest
 from export.align import candidates, fit_slopes
 from infogan.latent import LatentLayout
 from infogan.prior import present, sample
-from tests.conftest import ROOT, Server, run, write_idx
+from tests.conftest import ROOT, run, write_idx
 from tests.test_disentangle import bar
 from training.disentangle import measure_effects
 
@@ -114,13 +114,6 @@ def test_a_model_whose_codes_move_nothing_is_refused_and_left_alone(model_dir, d
 def test_align_cli_names_a_missing_model_file(tmp_path, digits_dir):
     result = run("export.align", str(tmp_path), "--data-dir", str(digits_dir))
     assert result.returncode == 2 and f"{tmp_path / 'generator.onnx'}: not found" in result.stderr
-
-
-@pytest.fixture(scope="module")
-def shipped_server():
-    live = Server(SHIPPED, WORKERS="1")
-    yield live
-    live.stop()
 
 
 def test_named_codes_work_everywhere_and_indexes_still_do(shipped_server):

@@ -69,14 +69,11 @@ def test_categorical_control_lists_the_labels_in_order_and_sends_their_values(pa
     page.wait_for_function(f"JSON.parse(document.getElementById('preview').dataset.request).codes.c1 === {labels.index('7')}")
 
 
-def test_sliders_carry_the_shipped_models_code_names(browser):
-    from tests.conftest import ROOT, Server
-
-    shipped = Server(ROOT / "models" / "mnist", WORKERS="1")
+def test_sliders_carry_the_shipped_models_code_names(browser, shipped_server):
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.goto(shipped.url + "/")
+        page.goto(shipped_server.url + "/")
         page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
         page.get_by_label("slant", exact=True).fill("1.5")
         page.wait_for_function("JSON.parse(document.getElementById('preview').dataset.request).codes.slant === 1.5")
@@ -84,7 +81,6 @@ def test_sliders_carry_the_shipped_models_code_names(browser):
         assert page.locator("#traverse-code option").all_text_contents() == ["c1 (categorical)", "slant", "thickness"]
     finally:
         context.close()
-        shipped.stop()
 
 
 def test_traversal_pins_the_other_codes(page):
