@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import v2
 from service.batcher import Overloaded
+from service.caching import model_key
 from service.contract import with_model
 from service.engine import DeadlineExceeded, Engine
 from service.fastpath import ServiceApp
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     async def lifespan(app: FastAPI):
         engine = Engine(model or open_model(settings), settings, metrics)
         app.state.engine = engine
+        app.state.model_key = model_key(engine.model.info()["sha256"])
         # Warmed up before the first connection is accepted: a worker that shares the port takes traffic only
         # once every batch size has run.
         await engine.start()

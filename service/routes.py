@@ -17,7 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive
 
 from infogan.images import png_bytes, tile
-from service import schemas
+from infogan.latent import LatentLayout
+from service import caching, schemas
 from service.engine import Engine
 from service.imaging import ACCEPTED_TYPES, decode, to_model_input
 from service.latents import (
@@ -79,10 +80,8 @@ async def unless_disconnected(receive: Receive, metrics: Metrics, work: Awaitabl
         watcher.cancel()
 
 
-def requested_latents(engine: Engine, body: schemas.GenerateRequest, timeout_s: float | None) -> tuple[Latents, int]:
-    """The latents a /generate body asks for and its seed; CodeError names a bad field, Overloaded refuses
-    (checked before the draws, so that a refusal costs next to nothing)."""
-    layout = engine.model.layout
+def requested_codes(layout: LatentLayout, body: schemas.GenerateRequest) -> dict[str, int | float]:
+    """The code values a /generate request pins, by name, its label resolved; CodeError names a bad field."""
     values = parse_codes(layout, body.codes)
     if body.label is not None:
         labelled = next((c for c in layout.categorical if c.labels), None)
@@ -91,9 +90,40 @@ def requested_latents(engine: Engine, body: schemas.GenerateRequest, timeout_s: 
         if body.label not in labelled.labels:
             raise CodeError("label", f"unknown label {body.label!r}; known: {', '.join(labelled.labels)}")
         values[labelled.name] = labelled.labels.index(body.label)
+    return values
+
+
+def requested_latents(engine: Engine, body: schemas.GenerateRequest, timeout_s: float | None,
+                      values: dict[str, int | float] | None = None) -> tuple[Latents, int]:
+    """The latents a /generate request asks for and its seed; Overloaded refuses (checked before the draws, so
+    that a refusal costs next to nothing)."""
+    layout = engine.model.layout
+    values = requested_codes(layout, body) if values is None else values
     seed = new_seed() if body.seed is None else body.seed
     engine.admit(body.n, timeout_s)
     return draw(layout, seed, range(body.n), values), seed
+
+
+def query_codes(layout: LatentLayout, request: Request, parameters: set[str], target: str | None = None) -> dict:
+    """Codes pinned in the query string by name (&c1=7&slant=0.5); any other name than `parameters` is an error."""
+    pins = {}
+    for name, raw in request.query_params.items():
+        if name in {c.name for c in layout.codes}:
+            if name == target:
+                raise CodeError(name, f"{name} is the traversed code; it cannot also be pinned")
+            pins[name] = check_value(layout.code(name), parse_number(raw, name), name)
+        elif name not in parameters:
+            raise CodeError(name, f"unknown query parameter {name!r}; codes are {', '.join(c.name for c in layout.codes)}")
+    return pins
+
+
+def cache_headers(request: Request, route: str, seed: int | None, normalised: dict) -> tuple[dict, str | None]:
+    """(headers, ETag): immutable with a strong tag when the seed is given, no-store when it is drawn."""
+    if seed is None:
+        return caching.UNCACHEABLE, None
+    tag = caching.entity_tag(request.app.state.model_key, route,
+                             {**normalised, "seed": seed, "format": "json" if wants_json(request) else "png"})
+    return caching.fixed_headers(tag), tag
 
 
 def engine_of(request: Request) -> Engine:
@@ -117,9 +147,9 @@ def grid_png(images: np.ndarray, columns: int) -> bytes:
 
 
 async def images_response(request: Request, latents: Latents, columns: int, seed: int, timeout_s: float | None,
-                          json_body: Callable[[list[str]], dict]) -> Response:
+                          json_body: Callable[[list[str]], dict], cache: dict | None = None) -> Response:
     """One PNG (a grid of `columns` when several images), or with `Accept: application/json` json_body(PNGs)."""
-    engine, headers = engine_of(request), {"X-Seed": str(seed)}
+    engine, headers = engine_of(request), {"X-Seed": str(seed), **(cache or {})}
     if wants_json(request):
         pngs = await unless_disconnected(request.receive, request.app.state.metrics,
                                          engine.generate(latents, b64_pngs, timeout_s))
@@ -171,8 +201,36 @@ async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: R
     engine = engine_of(request)
     layout = engine.model.layout
     latents, seed = requested_latents(engine, body, timeout_s)
-    return await images_response(request, latents, min(body.n, 8), seed, timeout_s, lambda pngs: {"seed": seed, "images": [
-        {"png_base64": png, "codes": latents.codes(layout, i)} for i, png in enumerate(pngs)]})
+    return await images_response(request, latents, min(body.n, 8), seed, timeout_s, generate_json(layout, latents, seed))
+
+
+def generate_json(layout: LatentLayout, latents: Latents, seed: int) -> Callable[[list[str]], dict]:
+    return lambda pngs: {"seed": seed, "images": [
+        {"png_base64": png, "codes": latents.codes(layout, i)} for i, png in enumerate(pngs)]}
+
+
+@router.get("/generate", summary="Images for given code values, as a cacheable GET (e.g. for <img src>)",
+            responses={**ERRORS, 200: {**PNG[200], "model": schemas.GenerateResponse}, 304: {}})
+async def generate_get(
+    request: Request,
+    n: int = Query(1, ge=1, le=schemas.MAX_IMAGES, description="number of images; they share the given codes"),
+    seed: int | None = Query(None, ge=0, le=schemas.MAX_SEED, description="reproducible draws; with it the answer "
+                             "never changes and may be cached (ETag, immutable); without it, no-store"),
+    label: str | None = Query(None, min_length=1, description="a class label of the model's label map"),
+    timeout_s: RequestTimeout = None,
+) -> Response:
+    """As POST /generate, with the codes pinned by name in the query string: `?c1=3&slant=0.5&seed=7`."""
+    engine = engine_of(request)
+    layout = engine.model.layout
+    body = schemas.GenerateRequest(codes=query_codes(layout, request, {"n", "seed", "label"}) or None, label=label,
+                                   n=n, seed=seed)
+    values = requested_codes(layout, body)
+    cache, tag = cache_headers(request, "generate", seed, {"codes": values, "n": n})
+    if tag and caching.matches(request.headers.get("if-none-match"), tag):
+        return caching.not_modified(tag)
+    latents, seed = requested_latents(engine, body, timeout_s, values)
+    return await images_response(request, latents, min(n, 8), seed, timeout_s, generate_json(layout, latents, seed),
+                                 cache)
 
 
 @router.get("/traverse", summary="A traversal grid: one code's values across, independent draws down",
@@ -194,16 +252,13 @@ async def traverse(
         target = layout.code(code)
     except KeyError as error:
         raise CodeError("code", error.args[0]) from None
-    pins = {}
-    for name, raw in request.query_params.items():  # other codes pinned by name: &c1=7
-        if name in {c.name for c in layout.codes}:
-            if name == target.name:
-                raise CodeError(name, f"{name} is the traversed code; it cannot also be pinned")
-            pins[name] = check_value(layout.code(name), parse_number(raw, name), name)
-        elif name not in {"code", "steps", "rows", "low", "high", "seed"}:
-            raise CodeError(name, f"unknown query parameter {name!r}; codes are {', '.join(c.name for c in layout.codes)}")
+    pins = query_codes(layout, request, {"code", "steps", "rows", "low", "high", "seed"}, target.name)
     values = list(range(target.size)) if target.kind == "categorical" else [
         float(v) for v in np.linspace(low, high, steps)]
+    cache, tag = cache_headers(request, "traverse", seed, {"code": target.name, "values": values, "rows": rows,
+                                                           "pins": pins})
+    if tag and caching.matches(request.headers.get("if-none-match"), tag):
+        return caching.not_modified(tag)
     seed = new_seed() if seed is None else seed
     engine.admit(rows * len(values), timeout_s)
     grid, base = traversal(layout, target, values, rows, seed, pins)
@@ -213,7 +268,7 @@ async def traverse(
         return {"code": target.name, "seed": seed, "values": values, "rows": [
             {"codes": fixed[r], "images": pngs[r * len(values) : (r + 1) * len(values)]} for r in range(rows)]}
 
-    return await images_response(request, grid, len(values), seed, timeout_s, json_body)
+    return await images_response(request, grid, len(values), seed, timeout_s, json_body, cache)
 
 
 @router.post("/encode", response_model=schemas.EncodeResponse, responses=ERRORS,
