@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service import v2
 from service.batcher import Overloaded
@@ -101,6 +102,15 @@ def drain_on_sigterm(engine: Engine) -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route serves at `path` (asked of the routes themselves, included routers too)."""
+    def served(method: str) -> bool:
+        scope = {"type": "http", "path": path, "method": method, "root_path": ""}
+        return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
+
+    return [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE") if served(method)]
+
+
 def static_file(path: Path):
     async def endpoint() -> FileResponse:
         return FileResponse(path)
@@ -173,12 +183,15 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        headers = error.headers
+        if error.status_code == 405:  # Starlette lists the first matching route's methods; a path may have several
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request.url.path))}
         if is_v2(request.url.path):
             return JSONResponse(error_body(request.url.path, str(error.detail)), status_code=error.status_code,
-                                headers=error.headers)
+                                headers=headers)
         if error.status_code == 400:  # a body FastAPI could not parse at all: the same 422 as any bad body
             return _error(422, "body", f"unreadable request body: {error.detail}")
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
 
     def openapi() -> dict:
         """FastAPI's schema, completed with the loaded model's codes (service/contract.py)."""

@@ -48,6 +48,9 @@ def with_model(openapi: dict, layout: LatentLayout) -> dict:
     labels = next((code.labels for code in layout.categorical if code.labels), None)
     request["label"] = {"description": request["label"].get("description", ""),
                         "anyOf": [{"type": "string", "enum": labels}, {"type": "null"}] if labels else [{"type": "null"}]}
+    for parameter in openapi["paths"]["/generate"]["get"]["parameters"]:
+        if parameter["name"] == "label":
+            parameter["schema"] = request["label"]["anyOf"][0] if labels else {"type": "null"}
     for parameter in openapi["paths"]["/traverse"]["get"]["parameters"]:
         if parameter["name"] == "code":
             parameter["schema"] = {"type": "string", "enum": code_keys(layout), "title": "Code"}
