@@ -95,3 +95,10 @@ def test_the_readme_examples_print_what_the_readme_shows(fresh_server, tmp_path)
         README_PATH.write_text(updated)
         pytest.skip(f"README.md rewritten with the real output of {len(failures)} example(s); review the diff")
     assert not failures, "\n".join(failures)
+
+
+def test_the_readme_triton_client_example_runs_as_written(shipped_server):
+    block = next(code for code in re.findall(r"```python\n(.*?)```", README_PATH.read_text(), re.S) if "tritonclient" in code)
+    namespace: dict = {}
+    exec(block.replace("localhost:8000", shipped_server.url.removeprefix("http://")), namespace)
+    assert namespace["images"].shape == (4, 1, 28, 28) and namespace["images"].dtype == "float32"
