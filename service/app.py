@@ -16,7 +16,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -41,6 +41,7 @@ from service.middleware import (
     unavailable_response,
 )
 from service.model import CUDA, Model, ModelError, load_model
+from service.responses import JSONResponse
 from service.routes import ClientDisconnected, router
 from service.settings import Settings
 from service.v2 import V2Error, error_response
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         "codes. Code names and kinds come from the model: see `GET /info`.",
         version="0.1.0",
         lifespan=lifespan,
+        default_response_class=JSONResponse,
         telemetry=None if settings.telemetry else TELEMETRY_OFF,
     )
     app.state.settings, app.state.metrics = settings, metrics

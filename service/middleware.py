@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest, multiprocess
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import Overloaded
+from service.responses import JSONResponse
 
 INFERENCE_ROUTES = {"/generate": "generator", "/traverse": "generator", "/encode": "encoder"} | {
     f"/v2/models/{model}{version}/infer": model for model in ("generator", "encoder") for version in ("", "/versions/1")}

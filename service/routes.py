@@ -12,7 +12,6 @@ from typing import Annotated, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive
 
@@ -32,6 +31,7 @@ from service.latents import (
     traversal,
 )
 from service.middleware import Metrics
+from service.responses import JSONResponse
 
 router = APIRouter()
 T = TypeVar("T")

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from fastapi import APIRouter, Header, Request, Response
-from fastapi.responses import JSONResponse
 
 from service import schemas
 from service.batcher import Overloaded
 from service.engine import DeadlineExceeded, Engine
+from service.responses import JSONResponse
 from service.routes import RequestTimeout, engine_of, unless_disconnected
 
 router = APIRouter(prefix="/v2", include_in_schema=False)  # V2 has its own specification; /docs is the service's API
