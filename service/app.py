@@ -213,7 +213,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     for path in sorted(STATIC_DIR.glob("*")) if STATIC_DIR.is_dir() else []:
         route = "/" if path.name == "index.html" else f"/{path.name}"
         app.add_api_route(route, static_file(path), methods=["GET"], include_in_schema=False)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes)
     app.add_middleware(ShedMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -6,9 +6,10 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 ACCEPTED_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG"}
+DRAFT_SIDE = 512  # a JPEG is decoded at the smallest of 1/2, 1/4, 1/8 of its size that keeps this many pixels
 
 
 class UploadError(ValueError):
@@ -16,7 +17,9 @@ class UploadError(ValueError):
 
 
 def decode(data: bytes, content_type: str, max_pixels: int, max_side: int = 4096) -> Image.Image:
-    """PNG or JPEG bytes -> a loaded PIL image, refusing oversized images before decoding their pixels."""
+    """PNG or JPEG bytes -> a loaded PIL image, upright as its EXIF orientation says, refusing oversized images
+    before decoding their pixels. A JPEG (a phone photo of a digit) is decoded at reduced size (its DCT scaling),
+    which costs a fraction of the time and memory of the full image; an animated image gives its first frame."""
     if not data:
         raise UploadError("body is empty: send one PNG or JPEG image")
     try:
@@ -26,7 +29,10 @@ def decode(data: bytes, content_type: str, max_pixels: int, max_side: int = 4096
             width, height = image.size
             if width > max_side or height > max_side or width * height > max_pixels:
                 raise UploadError(f"image is {width} x {height}; the limit is {max_side} x {max_side}")
+            if image.format == "JPEG":
+                image.draft(image.mode, (DRAFT_SIDE, DRAFT_SIDE))
             image.load()
+            ImageOps.exif_transpose(image, in_place=True)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise UploadError("image is too large to decode (decompression bomb guard)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
@@ -44,17 +50,33 @@ def _flatten(image: Image.Image) -> Image.Image:
     return image
 
 
+def _gray(image: Image.Image) -> np.ndarray:
+    """(H, W) float32 in [0, 255] of any mode: 16- and 32-bit greys scaled from their own range (Pillow's
+    convert("L") would clip them to white), CMYK and palettes through RGB."""
+    if image.mode.startswith("I"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        return (np.clip(values, 0, top) * (255.0 / top)).astype(np.float32)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
 def to_model_input(image: Image.Image, channels: int, size: int) -> np.ndarray:
     """(1, C, size, size) float32 in [-1, 1].
 
     Grayscale models were trained on light strokes on black, framed like MNIST: a dark drawing on a light
-    background (border brighter than mid-grey) is inverted, and the content is framed as MNIST frames its
-    digits. RGB images are only resized.
+    background (border brighter than mid-grey) is inverted against the paper's own shade and stretched to full
+    contrast, and the content is framed as MNIST frames its digits. RGB images are only resized.
     """
     if channels == 1:
-        gray = np.asarray(_flatten(image).convert("L"), dtype=np.float32)
+        gray = _gray(_flatten(image))
         border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-        pixels = 255 - gray if border.mean() > 127 else gray
+        pixels = gray
+        if border.mean() > 127:  # ink on paper: the paper (rarely pure white in a photo) becomes black
+            paper = np.median(border)
+            pixels = np.clip(paper - gray, 0, None)
+            pixels *= 255 / max(float(pixels.max()), 1.0)
         rows, cols = np.nonzero(pixels > 32)  # ignore faint noise (JPEG ringing, paper texture) around the content
         if len(rows):
             pixels = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]

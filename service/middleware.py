@@ -160,42 +160,48 @@ def unavailable_response(error: Exception, path: str) -> JSONResponse:
 async def buffer_body(receive: Receive, limit: int) -> tuple[bytes, Receive]:
     """Reads a request body to its end, or until it is past `limit` bytes; returns what was read and a
     `receive` that replays the messages read, then reads on (for the app behind, which reads it again)."""
-    messages, body = [], b""
+    messages, chunks, size = [], [], 0
     while True:
         message = await receive()
         messages.append(message)
-        body += message.get("body", b"")
-        if len(body) > limit or message["type"] != "http.request" or not message.get("more_body"):
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > limit or message["type"] != "http.request" or not message.get("more_body"):
             break
 
     async def replay() -> Message:
         return messages.pop(0) if messages else await receive()
 
-    return body, replay
+    return b"".join(chunks), replay
+
+
+UPLOAD_ROUTES = {"/encode"}  # image uploads: up to MAX_UPLOAD_BYTES, every other body MAX_BODY_BYTES
 
 
 class BodyLimitMiddleware:
-    """Answers 413 to any request body over `limit` bytes, declared or streamed, before the app reads it."""
+    """Answers 413 to any request body over its limit, declared or streamed, before the app reads it: `limit`,
+    or `upload_limit` for the image uploads of UPLOAD_ROUTES."""
 
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int):
+        self.app, self.limit, self.upload_limit = app, limit, upload_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        limit = self.upload_limit if scope["path"] in UPLOAD_ROUTES else self.limit
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, send, limit)
             return
-        body, replay = await buffer_body(receive, self.limit)
-        if len(body) > self.limit:
-            await self._refuse(scope, send)
+        body, replay = await buffer_body(receive, limit)
+        if len(body) > limit:
+            await self._refuse(scope, send, limit)
             return
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        message = f"request body over {self.limit} bytes"
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+        message = f"request body over {limit} bytes"
         body = json.dumps(error_body(scope["path"], message, [{"loc": ["body"], "msg": message, "type": "too_large"}])).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

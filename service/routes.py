@@ -191,7 +191,8 @@ async def info(request: Request) -> dict:
         "provider": model.provider, "encoder": model.encoder is not None,
         "limits": {"max_images_per_request": schemas.MAX_IMAGES, "max_traverse_rows": MAX_ROWS,
                    "max_traverse_steps": MAX_STEPS, "continuous_range": [-CONTINUOUS_LIMIT, CONTINUOUS_LIMIT],
-                   "max_body_bytes": settings.max_body_bytes, "max_upload_side": MAX_UPLOAD_SIDE},
+                   "max_body_bytes": settings.max_body_bytes, "max_upload_bytes": settings.max_upload_bytes,
+                   "max_upload_side": MAX_UPLOAD_SIDE},
     }
 
 

@@ -97,6 +97,7 @@ class Limits(BaseModel):
     max_traverse_steps: int
     continuous_range: list[float]
     max_body_bytes: int
+    max_upload_bytes: int
     max_upload_side: int
 
 

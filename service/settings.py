@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     max_queue_wait_s: float = Field(0.5, gt=0, description="longest expected wait (queued work at the measured "
                                     "rate) a request is admitted with; beyond it, 503 + Retry-After at once")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body (413 beyond)")
+    max_upload_bytes: int = Field(16 << 20, ge=1024, description="largest image body of POST /encode (413 beyond): "
+                                  "phone photos are 2-8 MB")
     max_upload_pixels: int = Field(4096 * 4096, ge=1, description="largest image /encode decodes")
     workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto", description="processes serving the port, each with its own onnxruntime session and batcher; auto: "

@@ -115,9 +115,20 @@ def test_generate_rejects_non_finite_and_malformed_json(client, raw):
     assert response.status_code == 422, response.text
 
 
-def test_body_over_one_mib_is_413(client):
-    response = client.post("/generate", content=b" " * (1 << 20 + 1), headers={"content-type": "application/json"})
-    assert response.status_code == 413 and "body" in response.text
+@pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize(("path", "limit"), [("/generate", 1 << 20), ("/encode", 16 << 20)])
+def test_the_body_limit_is_exact(client, streamed, path, limit):
+    """MAX_BODY_BYTES (1 MiB) for a request, MAX_UPLOAD_BYTES (16 MiB) for an image upload: the limit itself is
+    read (and refused for what it is, not its size), one byte more is 413."""
+    def post(size: int) -> httpx.Response:
+        body = b" " * size
+        content = iter([body[: size // 2], body[size // 2 :]]) if streamed else body
+        kind = "application/json" if path == "/generate" else "image/png"
+        return client.post(path, content=content, headers={"content-type": kind})
+
+    assert post(limit).status_code == 422
+    over = post(limit + 1)
+    assert over.status_code == 413 and f"over {limit} bytes" in over.text
 
 
 def test_traverse_categorical_and_continuous(client):

@@ -117,7 +117,7 @@ def test_raw_errors_have_the_v2_shape(shipped_server):
         (b"[" * 100_000 + b"]" * 100_000, {}, 400, "not valid JSON"),
         (b'{"inputs": 3}', {}, 400, "\"inputs\" must be a list"),
         (b"{}", {"Inference-Header-Content-Length": "99"}, 400, "Inference-Header-Content-Length"),
-        (b"x" * (1 << 20 + 1), {}, 413, "over"),
+        (b"x" * ((1 << 20) + 1), {}, 413, "over"),
         (gzip.compress(b" " * (4 << 20)), {"Content-Encoding": "gzip"}, 413, "decompressed"),
         (b"{}", {"X-Request-Timeout": "0"}, 400, "X-Request-Timeout"),
     ]
