@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from service.app import open_model, serve
+from service.middleware import MetricsDirError
 from service.model import ModelError
 from service.settings import Settings
 
@@ -35,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
           f"worker(s) x {settings.threads_per_worker()} onnxruntime thread(s))", file=sys.stderr)
     if workers > 1:
         model = None  # each worker opens its own session; this process only supervises them
-    serve(settings, model)
+    try:
+        serve(settings, model)
+    except MetricsDirError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -31,6 +31,7 @@ from service.imaging import UploadError
 from service.latents import CodeError
 from service.middleware import (
     MULTIPROCESS_ENV,
+    ApiKeyMiddleware,
     BodyLimitMiddleware,
     Metrics,
     MetricsMiddleware,
@@ -112,9 +113,23 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     return [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE") if served(method)]
 
 
+def api_key(settings: Settings) -> bytes | None:
+    return settings.api_key.get_secret_value().encode() if settings.api_key else None
+
+
+# The playground runs only its own files: no inline script or style, no framing by other sites, no sniffing.
+PLAYGROUND_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+                               "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 def static_file(path: Path):
     async def endpoint() -> FileResponse:
-        return FileResponse(path)
+        return FileResponse(path, headers=PLAYGROUND_HEADERS)
 
     return endpoint
 
@@ -149,7 +164,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         default_response_class=JSONResponse,
         telemetry=None if settings.telemetry else TELEMETRY_OFF,
     )
-    app.state.settings, app.state.metrics = settings, metrics
+    app.state.settings, app.state.metrics, app.state.api_key = settings, metrics, api_key(settings)
 
     @app.exception_handler(CodeError)
     async def code_error(request: Request, error: CodeError) -> JSONResponse:
@@ -216,4 +231,5 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes)
     app.add_middleware(ShedMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(ApiKeyMiddleware, key=api_key(settings))  # outermost: nothing else runs for a stranger
     return app

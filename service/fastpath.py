@@ -22,7 +22,7 @@ from service import schemas
 from service.batcher import Overloaded
 from service.engine import DeadlineExceeded
 from service.latents import CodeError
-from service.middleware import buffer_body, client_timeout, unavailable_response
+from service.middleware import authorized, buffer_body, client_timeout, unavailable_response
 from service.routes import ClientDisconnected, grid_png, requested_latents, unless_disconnected
 
 ROUTE = "/generate"
@@ -43,6 +43,7 @@ class ServiceApp(FastAPI):
         raw_timeout, declared = headers.get(b"x-request-timeout"), headers.get(b"content-length", b"")
         timeout_s = client_timeout(raw_timeout)
         if (engine is None or b"application/json" in headers.get(b"accept", b"")
+                or not authorized(headers, self.state.api_key)  # the full stack answers 401
                 or not headers.get(b"content-type", b"").startswith(b"application/json")
                 or (raw_timeout is not None and timeout_s is None)  # a header the route refuses with 422
                 or not declared.isdigit() or int(declared) > self.state.settings.max_body_bytes):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 import os
-import shutil
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -26,13 +27,26 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 disable_created_metrics()  # the *_created series double the output and nobody graphs them
 
 
+METRIC_FILE = re.compile(r"[a-z_]+_\d+\.db")  # what prometheus_client's multiprocess mode writes, per process
+
+
+class MetricsDirError(Exception):
+    """METRICS_DIR holds files this service did not write: emptying it could delete someone's data."""
+
+
 def prepare_metrics_dir(directory: Path | None) -> Path:
-    """An empty directory for the workers' metric files (old files would add a past run's counts)."""
+    """An empty directory for the workers' metric files (old files would add a past run's counts): a new one,
+    or the given one emptied of the files an earlier run left, refusing a directory that holds anything else."""
     if directory is None:
         return Path(tempfile.mkdtemp(prefix="infogan-metrics-"))
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.iterdir():
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    entries = list(directory.iterdir())
+    foreign = [entry.name for entry in entries if not (entry.is_file() and METRIC_FILE.fullmatch(entry.name))]
+    if foreign:
+        raise MetricsDirError(f"METRICS_DIR {directory} holds files this service did not write ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}); give it an empty directory or one only it uses")
+    for stale in entries:
+        stale.unlink()
     return directory
 
 
@@ -173,6 +187,34 @@ async def buffer_body(receive: Receive, limit: int) -> tuple[bytes, Receive]:
         return messages.pop(0) if messages else await receive()
 
     return b"".join(chunks), replay
+
+
+# Open without the API key: what probes, the playground page and the API documentation fetch.
+OPEN_PATHS = {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/", "/app.js", "/style.css", "/docs",
+              "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+
+
+def authorized(headers: dict[bytes, bytes], key: bytes | None) -> bool:
+    """No key configured, or `Authorization: Bearer <key>` (compared in constant time)."""
+    if key is None:
+        return True
+    scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key)
+
+
+class ApiKeyMiddleware:
+    """With API_KEY set, 401 + WWW-Authenticate for any request to a guarded path without the bearer token."""
+
+    def __init__(self, app: ASGIApp, key: bytes | None):
+        self.app, self.key = app, key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS and not authorized(dict(scope["headers"]), self.key):
+            message = "missing or wrong API key: send Authorization: Bearer <key>"
+            await JSONResponse(error_body(scope["path"], message), status_code=401,
+                               headers={"WWW-Authenticate": 'Bearer realm="infogan-serve"'})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 UPLOAD_ROUTES = {"/encode"}  # image uploads: up to MAX_UPLOAD_BYTES, every other body MAX_BODY_BYTES

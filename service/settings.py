@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "mnist"
@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     max_queue_wait_s: float = Field(0.5, gt=0, description="longest expected wait (queued work at the measured "
                                     "rate) a request is admitted with; beyond it, 503 + Retry-After at once")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body (413 beyond)")
+    api_key: SecretStr | None = Field(None, description="when set, every API route needs `Authorization: Bearer "
+                                      "<key>` (401 otherwise); probes, the playground's files and the docs stay open")
     max_upload_bytes: int = Field(16 << 20, ge=1024, description="largest image body of POST /encode (413 beyond): "
                                   "phone photos are 2-8 MB")
     max_upload_pixels: int = Field(4096 * 4096, ge=1, description="largest image /encode decodes")

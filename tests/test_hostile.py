@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 
 import httpx
@@ -12,6 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+
+from tests.conftest import Server, run
 
 ROUTES = ["/generate", "/traverse", "/encode", "/info", "/v2/models/generator/infer", "/v2/models/encoder/infer",
           "/v2/models/generator", "/healthz", "/nope"]
@@ -137,3 +140,39 @@ def test_a_phone_photo_of_a_digit_is_accepted_and_read(shipped_server):
     data = saved(photo, "JPEG", quality=90)
     assert len(data) > 1_000_000
     assert encode(shipped_server, data, "jpeg")["label"] == "2"
+
+
+def test_the_playground_sends_security_headers(shipped_server):
+    page = httpx.get(shipped_server.url + "/")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert "<script src=" in page.text and "onsubmit=" not in page.text  # nothing inline for the policy to block
+
+
+def test_an_api_key_guards_the_api_and_leaves_probes_open(model_dir):
+    server = Server(model_dir, WORKERS="1", API_KEY="s3cret")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for method, path in (("GET", "/info"), ("POST", "/generate"), ("GET", "/metrics"),
+                                 ("GET", "/traverse?code=1&seed=1"), ("POST", "/v2/models/generator/infer")):
+                refused = http.request(method, path, json={"seed": 1}, headers={"Authorization": "Bearer wrong"})
+                assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer"), path
+                assert ("error" if path.startswith("/v2") else "detail") in refused.json()
+            assert http.post("/generate", json={"seed": 1}).status_code == 401  # the PNG fast path too
+            good = {"Authorization": "Bearer s3cret"}
+            assert http.post("/generate", json={"seed": 1}, headers=good).headers["content-type"] == "image/png"
+            assert http.get("/info", headers=good).status_code == 200
+            for path in ("/healthz", "/readyz", "/v2/health/ready", "/", "/app.js"):
+                assert http.get(path).status_code == 200, path
+    finally:
+        server.stop()
+
+
+def test_metrics_dir_with_someone_elses_files_is_refused_not_emptied(model_dir, tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    (tmp_path / "counter_123.db").write_bytes(b"")
+    result = run("service", "--model", str(model_dir), "--workers", "2", "--port", "1",
+                 env={**os.environ, "METRICS_DIR": str(tmp_path)}, timeout=60)
+    assert result.returncode == 2 and "precious.txt" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me" and (tmp_path / "counter_123.db").exists()

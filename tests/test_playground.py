@@ -27,7 +27,9 @@ def browser():
 
 @pytest.fixture()
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1000, "height": 1400})
+    # Playwright's waits evaluate strings in the page, which the page's own policy forbids (no eval): bypassed
+    # here, and the page's behaviour under its policy is tested on its own below.
+    context = browser.new_context(viewport={"width": 1000, "height": 1400}, bypass_csp=True)
     page = context.new_page()
     page.generate_bodies = []
     page.on("request", lambda r: page.generate_bodies.append(json.loads(r.post_data))
@@ -69,8 +71,26 @@ def test_categorical_control_lists_the_labels_in_order_and_sends_their_values(pa
     page.wait_for_function(f"JSON.parse(document.getElementById('preview').dataset.request).codes.c1 === {labels.index('7')}")
 
 
-def test_sliders_carry_the_shipped_models_code_names(browser, shipped_server):
+def test_the_page_works_under_its_own_content_security_policy(browser, shipped_server):
     context = browser.new_context()
+    try:
+        page = context.new_page()
+        violations = []
+        page.on("console", lambda message: violations.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        page.goto(shipped_server.url + "/")
+        expect(page.locator("#model-line")).to_contain_text("running on")
+        for _ in range(100):
+            if page.locator("#preview").evaluate("image => image.naturalWidth") > 0:
+                break
+            page.wait_for_timeout(100)
+        assert page.locator("#preview").evaluate("image => image.naturalWidth") > 0 and violations == []
+    finally:
+        context.close()
+
+
+def test_sliders_carry_the_shipped_models_code_names(browser, shipped_server):
+    context = browser.new_context(bypass_csp=True)
     try:
         page = context.new_page()
         page.goto(shipped_server.url + "/")
@@ -119,7 +139,8 @@ def test_api_errors_are_shown(page):
 
 
 def test_phone_viewport_keeps_the_controls_on_screen(browser, server):
-    context = browser.new_context(viewport={"width": 375, "height": 740}, has_touch=True, is_mobile=True)
+    context = browser.new_context(viewport={"width": 375, "height": 740}, has_touch=True, is_mobile=True,
+                                  bypass_csp=True)
     page = context.new_page()
     page.goto(server.url + "/")
     page.wait_for_function("document.getElementById('preview').naturalWidth > 0")

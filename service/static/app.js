@@ -52,6 +52,7 @@ function codeTitle(code) {
 }
 
 function buildControls() {
+  $("controls").addEventListener("submit", (event) => event.preventDefault()); // the page runs no inline script
   const box = $("code-controls");
   for (const code of info.codes) {
     const row = document.createElement("div");
