@@ -32,6 +32,7 @@ serve: $(BIN)/.installed  ## the API on http://127.0.0.1:8000 with the embedded 
 model: $(BIN)/.installed  ## retrain and re-export the embedded default model (models/mnist)
 	$(BIN)/python -m training --preset mnist --data-dir $(DATA) --out runs/mnist-seed$(SEED) --seed $(SEED)
 	$(BIN)/python -m export runs/mnist-seed$(SEED) --out models/mnist --name infogan-mnist --precision fp16
+	$(BIN)/python -m export.align models/mnist --data-dir $(DATA)
 
 bench: $(BIN)/.installed  ## the benchmarks whose output docs/PERFORMANCE.md records
 	$(BIN)/python bench/train_speed.py

@@ -205,10 +205,13 @@ def candidate_directions(k: int, rng: np.random.Generator) -> np.ndarray:
 
 def best_matrix(slopes: np.ndarray, bounds: list[tuple[float, float]], directions: np.ndarray) -> np.ndarray:
     """presented = matrix @ trained: row f sweeps the direction where factor f has the largest share of the
-    effect; further codes span the rest, orthogonally; each row scaled so its code spans [-1, 1] over the prior."""
+    effect, signed so the factor grows with the code; further codes span the rest, orthogonally; each row scaled
+    so its code spans [-1, 1] over the prior."""
     effects = np.abs(np.einsum("dfk,kn->dfn", slopes, directions)).mean(axis=0)  # (factors, directions)
     shares = effects / np.maximum(effects.sum(axis=0), 1e-12)
     chosen = [directions[:, shares[f].argmax()] for f in range(len(FACTORS))]
+    # Signed so that a larger code means more of its factor (thicker strokes, a larger slant measure).
+    chosen = [u if (slopes[:, f] @ u).mean() >= 0 else -u for f, u in enumerate(chosen)]
     cosine = abs(float(chosen[0] @ chosen[1]))
     if cosine > np.cos(np.deg2rad(MIN_ANGLE_DEG)):
         raise AlignError(f"the best {FACTORS[0]} and {FACTORS[1]} directions are only "

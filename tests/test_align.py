@@ -14,7 +14,7 @@ from infogan.latent import LatentLayout
 from infogan.prior import present, sample
 from tests.conftest import ROOT, run, write_idx
 from tests.test_disentangle import bar
-from training.disentangle import measure_effects
+from training.disentangle import measure_effects, slant, thickness
 
 SHIPPED = ROOT / "models" / "mnist"
 
@@ -42,6 +42,8 @@ def test_the_map_turns_mixed_codes_onto_one_factor_each():
         return mixed_bars(noise, categorical, continuous @ inverse.T)
 
     after = measure_effects(through, aligned, scale, draws=8)
+    ends = (through(None, None, np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.float32))[:, 0] + 1) / 2
+    assert slant(ends[1:2])[0] > slant(ends[0:1])[0] and thickness(ends[3:4])[0] > thickness(ends[2:3])[0]
     assert after["c2"]["factor"] == "slant" and after["c2"]["share"] > 0.9
     assert after["c3"]["factor"] == "thickness" and after["c3"]["share"] > 0.9
 
@@ -159,5 +161,7 @@ def test_a_pinned_aligned_code_moves_only_its_own_factor(shipped_server):
         return np.stack([found["slant"] / 0.278, found["thickness"] / 0.552])
 
     for name, other in (("slant", 1), ("thickness", 0)):
-        moved = np.abs(measured({name: 1.0}) - measured({name: -1.0})).mean(axis=1)
+        change = measured({name: 1.0}) - measured({name: -1.0})
+        moved = np.abs(change).mean(axis=1)
         assert moved[1 - other] > 3 * moved[other], (name, moved)
+        assert change[1 - other].mean() > 0  # a larger code means more of its factor
