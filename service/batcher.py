@@ -111,6 +111,8 @@ class MicroBatcher:
         """Refuses (`Overloaded`) a request of `size` images when the queue holds `queue_size` requests, or when
         work is queued or running and the expected wait (that work and this request's own images) is over
         `budget_s`. A request that finds the batcher idle is always taken: retrying could not make it faster."""
+        if not self.queued and not self.running:  # idle: any flood is over, and the slots it handed out with it
+            self.next_return = 0.0
         if len(self.waiting) >= self.queue_size:
             raise Overloaded(f"inference queue full ({self.queue_size} requests waiting)", "queue_full",
                              self.retry_after())

@@ -175,3 +175,28 @@ def test_a_cancelled_request_is_never_computed():
 
     result, ran, abandoned = run_slow_batcher(scenario, seconds_per_batch=0.05)
     assert float(result[0][0, 0]) == 3.0 and ran == [1.0, 3.0] and abandoned == [1]
+
+
+def test_return_slots_relax_once_a_flood_is_over():
+    """A flood hands out return slots further and further ahead; once the batcher has gone idle, a refused
+    client is told the real wait again, not the end of a virtual queue of clients who may never come back."""
+    async def scenario(batcher):
+        running = asyncio.ensure_future(batcher.submit(images(*range(8))))
+        await asyncio.sleep(0.01)
+        flood = []
+        for _ in range(200):
+            try:
+                await batcher.submit(images(*range(8)), budget_s=0.0)
+            except Overloaded as error:
+                flood.append(error.retry_after_s)
+        await running
+        await batcher.submit(images(1))  # idle: the flood is over
+        running = asyncio.ensure_future(batcher.submit(images(*range(8))))
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded) as after:
+            await batcher.submit(images(*range(8)), budget_s=0.0)
+        await running
+        return flood, after.value.retry_after_s
+
+    (flood, after), _, _ = run_slow_batcher(scenario, seconds_per_batch=0.05)
+    assert flood[-1] > 5 * flood[0] and after < flood[0] * 2
