@@ -33,6 +33,7 @@ from service.middleware import (
     MULTIPROCESS_ENV,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
+    ClientDisconnected,
     Metrics,
     MetricsMiddleware,
     ShedMiddleware,
@@ -42,8 +43,9 @@ from service.middleware import (
     unavailable_response,
 )
 from service.model import CUDA, Model, ModelError, load_model
+from service.protocol import DeadlineHttpToolsProtocol
 from service.responses import JSONResponse
-from service.routes import ClientDisconnected, router
+from service.routes import router
 from service.settings import Settings
 from service.v2 import V2Error, error_response
 from service.workers import BALANCED_BY_KERNEL, supervise
@@ -70,7 +72,8 @@ def serve(settings: Settings, model: Model | None) -> None:
     """
     workers = settings.worker_count()
     options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
-               "access_log": settings.access_log, "timeout_graceful_shutdown": settings.shutdown_grace_s}
+               "access_log": settings.access_log, "timeout_graceful_shutdown": settings.shutdown_grace_s,
+               "http": DeadlineHttpToolsProtocol, "limit_concurrency": settings.max_connections}
     if workers == 1:
         uvicorn.run(create_app(settings, model), **options)
         return
@@ -136,6 +139,7 @@ def static_file(path: Path):
 
 def create_app(settings: Settings | None = None, model: Model | None = None) -> FastAPI:
     settings = settings or Settings()
+    DeadlineHttpToolsProtocol.read_timeout_s = settings.read_timeout_s
     metrics = Metrics()
 
     @asynccontextmanager

@@ -22,8 +22,15 @@ from service import schemas
 from service.batcher import Overloaded
 from service.engine import DeadlineExceeded
 from service.latents import CodeError
-from service.middleware import authorized, buffer_body, client_timeout, unavailable_response
-from service.routes import ClientDisconnected, grid_png, requested_latents, unless_disconnected
+from service.middleware import (
+    ClientDisconnected,
+    authorized,
+    buffer_body,
+    cancelled,
+    client_timeout,
+    unavailable_response,
+)
+from service.routes import grid_png, requested_latents, unless_disconnected
 
 ROUTE = "/generate"
 
@@ -56,7 +63,12 @@ class ServiceApp(FastAPI):
             await unavailable_response(error, scope["path"])(scope, receive, send)
             self.state.metrics.observe_request(ROUTE, "POST", 503, time.perf_counter() - started)
             return
-        body, replay = await buffer_body(receive, self.state.settings.max_body_bytes)
+        try:
+            body, replay = await buffer_body(receive, self.state.settings.max_body_bytes)
+        except ClientDisconnected:
+            await cancelled(scope, send)
+            self.state.metrics.observe_request(ROUTE, "POST", 499, time.perf_counter() - started)
+            return
         status: int | None = 500  # what the metrics say if this dies before answering
         try:
             request = schemas.GenerateRequest.model_validate_json(body)

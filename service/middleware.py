@@ -171,12 +171,19 @@ def unavailable_response(error: Exception, path: str) -> JSONResponse:
                         headers={"Retry-After": str(max(1, math.ceil(error.retry_after_s)))})
 
 
+class ClientDisconnected(Exception):
+    """The client closed its connection before the answer was ready (its work, if any, was cancelled)."""
+
+
 async def buffer_body(receive: Receive, limit: int) -> tuple[bytes, Receive]:
     """Reads a request body to its end, or until it is past `limit` bytes; returns what was read and a
-    `receive` that replays the messages read, then reads on (for the app behind, which reads it again)."""
+    `receive` that replays the messages read, then reads on (for the app behind, which reads it again).
+    ClientDisconnected if the client goes (or is cut off by READ_TIMEOUT_S) before the body ends."""
     messages, chunks, size = [], [], 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
         messages.append(message)
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
@@ -217,6 +224,14 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
+async def cancelled(scope: Scope, send: Send) -> None:
+    """A request whose client went mid-body: counted as cancelled, and 499 (nginx's "client closed request",
+    which nobody reads) for the request metrics; never a 5xx."""
+    scope["app"].state.metrics.disconnected.labels("disconnect").inc()
+    await send({"type": "http.response.start", "status": 499, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
 UPLOAD_ROUTES = {"/encode"}  # image uploads: up to MAX_UPLOAD_BYTES, every other body MAX_BODY_BYTES
 
 
@@ -236,7 +251,11 @@ class BodyLimitMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._refuse(scope, send, limit)
             return
-        body, replay = await buffer_body(receive, limit)
+        try:
+            body, replay = await buffer_body(receive, limit)
+        except ClientDisconnected:
+            await cancelled(scope, send)
+            return
         if len(body) > limit:
             await self._refuse(scope, send, limit)
             return

@@ -30,7 +30,7 @@ from service.latents import (
     parse_number,
     traversal,
 )
-from service.middleware import Metrics
+from service.middleware import ClientDisconnected, Metrics
 from service.responses import JSONResponse
 
 router = APIRouter()
@@ -40,10 +40,6 @@ MAX_UPLOAD_SIDE = 4096
 PNG = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
              "description": "PNG by default; JSON with `Accept: application/json`"}}
 ERRORS = {code: {"model": schemas.ErrorResponse} for code in (413, 415, 422, 503)}
-
-
-class ClientDisconnected(Exception):
-    """The client closed its connection before the answer was ready; its work was cancelled."""
 
 
 # A client's own deadline, under the server's REQUEST_TIMEOUT_S. At least a second: less than one batch of the

@@ -176,3 +176,37 @@ def test_metrics_dir_with_someone_elses_files_is_refused_not_emptied(model_dir, 
                  env={**os.environ, "METRICS_DIR": str(tmp_path)}, timeout=60)
     assert result.returncode == 2 and "precious.txt" in result.stderr and "Traceback" not in result.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me" and (tmp_path / "counter_123.db").exists()
+
+
+def metric(http: httpx.Client, pattern: str) -> float:
+    import re
+
+    found = re.findall(pattern, http.get("/metrics").text, re.M)
+    return sum(float(value) for value in found)
+
+
+def test_slow_and_silent_connections_are_closed_and_a_cut_upload_is_cancelled_not_a_5xx(model_dir):
+    """READ_TIMEOUT_S=1: a connection that never sends its headers, one that stops mid-headers and one that
+    stops mid-body are all closed within the deadline; the cut upload counts as cancelled, never as a 5xx."""
+    import time
+
+    server = Server(model_dir, WORKERS="1", READ_TIMEOUT_S="1")
+    try:
+        silent = socket.create_connection(("127.0.0.1", server.port))
+        partial = socket.create_connection(("127.0.0.1", server.port))
+        partial.sendall(b"GET /info HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        upload = socket.create_connection(("127.0.0.1", server.port))
+        upload.sendall(b"POST /encode HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
+                       + b"\x89PNG" + b"\x00" * 1000)
+        started = time.monotonic()
+        for sock in (silent, partial, upload):
+            sock.settimeout(5)
+            assert sock.recv(4096) == b""  # closed by the server, no answer
+            sock.close()
+        assert time.monotonic() - started < 3
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            assert metric(http, r'^requests_cancelled_total\{reason="disconnect"\} (\S+)$') == 1
+            assert metric(http, r'^http_requests_total\{.*status="5\d\d"\} (\S+)$') == 0
+            assert http.get("/healthz").status_code == 200  # a prompt client is unaffected
+    finally:
+        server.stop()
