@@ -7,7 +7,7 @@ import contextlib
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,6 +30,7 @@ class DeadlineExceeded(Exception):
 
 
 INFERENCE_NICENESS = 10
+DECODE_QUEUE_PER_SLOT = 4
 
 
 def lower_priority() -> None:
@@ -62,6 +63,8 @@ class Engine:
         self.encoder = batcher("encoder", lambda feeds: encoder.run(None, feeds)) if encoder else None
         metrics.provider.labels(model.provider).set(1)
         self.tasks: list[asyncio.Task] = []
+        self.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
+        self.decodes_waiting = 0
 
     def warm_up(self) -> None:
         """Runs every batch size the batchers use once (blocking; call from a thread)."""
@@ -100,6 +103,24 @@ class Engine:
         except Overloaded as error:
             self.shed.labels(error.reason).inc()
             raise
+
+    @contextlib.asynccontextmanager
+    async def decoding(self) -> AsyncIterator[None]:
+        """One of DECODE_CONCURRENCY decode slots: an upload's decoding costs memory and CPU in proportion to its
+        pixels, so a worker decodes a few at a time. Admission counts the waiting ones: past four per slot, 503."""
+        limit = DECODE_QUEUE_PER_SLOT * self.settings.decode_concurrency
+        if self.decodes_waiting >= limit:
+            self.shed.labels("decode_queue").inc()
+            raise Overloaded(f"{self.decodes_waiting} uploads are waiting to be decoded", "decode_queue", 1.0)
+        self.decodes_waiting += 1
+        try:
+            await self.decode_slots.acquire()
+        finally:
+            self.decodes_waiting -= 1
+        try:
+            yield
+        finally:
+            self.decode_slots.release()
 
     async def _submit(self, model: str, feeds: dict[str, np.ndarray], finish: Callable, timeout_s: float | None) -> Any:
         deadline = self.deadline(timeout_s)

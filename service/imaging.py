@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import io
 import warnings
 
@@ -9,7 +11,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ACCEPTED_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG"}
-DRAFT_SIDE = 512  # a JPEG is decoded at the smallest of 1/2, 1/4, 1/8 of its size that keeps this many pixels
+DRAFT_SIDE = 512  # uploads are reduced to this many pixels a side (JPEGs decoded at 1/2, 1/4 or 1/8 towards it)
+LARGE_PIXELS = 4 << 20  # decoding more than this leaves freed memory in the allocator: hand it back to the system
 
 
 class UploadError(ValueError):
@@ -17,9 +20,10 @@ class UploadError(ValueError):
 
 
 def decode(data: bytes, content_type: str, max_pixels: int, max_side: int = 4096) -> Image.Image:
-    """PNG or JPEG bytes -> a loaded PIL image, upright as its EXIF orientation says, refusing oversized images
-    before decoding their pixels. A JPEG (a phone photo of a digit) is decoded at reduced size (its DCT scaling),
-    which costs a fraction of the time and memory of the full image; an animated image gives its first frame."""
+    """PNG or JPEG bytes -> a loaded PIL image at most DRAFT_SIDE a side, upright as its EXIF orientation says,
+    refusing oversized images before decoding their pixels. A JPEG (a phone photo of a digit) is decoded at
+    reduced size (its DCT scaling), which costs a fraction of the time and memory of the full image; an
+    animated image gives its first frame."""
     if not data:
         raise UploadError("body is empty: send one PNG or JPEG image")
     try:
@@ -32,6 +36,11 @@ def decode(data: bytes, content_type: str, max_pixels: int, max_side: int = 4096
             if image.format == "JPEG":
                 image.draft(image.mode, (DRAFT_SIDE, DRAFT_SIDE))
             image.load()
+            if image.mode.startswith("I;16"):  # 16-bit grey: values kept, in a mode Pillow can resize
+                image = image.convert("I")
+            # The model sees 28 x 28: everything after this works on a small copy, and the full-size pixels
+            # are freed here rather than dragged through the float conversions.
+            image.thumbnail((DRAFT_SIDE, DRAFT_SIDE), Image.Resampling.BOX)
             ImageOps.exif_transpose(image, in_place=True)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise UploadError("image is too large to decode (decompression bomb guard)") from None
@@ -39,7 +48,16 @@ def decode(data: bytes, content_type: str, max_pixels: int, max_side: int = 4096
         if isinstance(error, UploadError):
             raise
         raise UploadError(f"body is not a readable {content_type} image") from None
+    if width * height > LARGE_PIXELS:
+        release_memory()
     return image
+
+
+def release_memory() -> None:
+    """Returns the allocator's free memory to the system (glibc's malloc_trim; a no-op elsewhere): the pixels of
+    a large upload, once freed, would otherwise stay in the process's RSS."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _flatten(image: Image.Image) -> Image.Image:

@@ -72,7 +72,8 @@ class Metrics:
         self.queue_wait = Histogram("inference_queue_wait_seconds", "time a request waited before its batch ran",
                                     ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.shed = Counter("requests_shed_total", "requests refused or given up by the service, by reason: "
-                            "queue_full, expected_wait (could not be answered within its budget), deadline",
+                            "queue_full, expected_wait (could not be answered within its budget), deadline, "
+                            "decode_queue (too many uploads waiting to be decoded)",
                             ["reason"], registry=self.registry)
         self.abandoned = Counter("inference_abandoned_total", "queued requests dropped unrun: the caller had gone "
                                  "(deadline or disconnect)", ["model"], registry=self.registry)

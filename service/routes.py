@@ -281,9 +281,10 @@ async def encode(request: Request, timeout_s: RequestTimeout = None) -> dict:
         raise HTTPException(415, f"Content-Type must be image/png or image/jpeg, got {content_type or 'none'!r}")
     image_info = engine.model.image
     body = await request.body()
-    array = await run_in_threadpool(lambda: to_model_input(
-        decode(body, content_type, engine.settings.max_upload_pixels, MAX_UPLOAD_SIDE),
-        image_info["channels"], image_info["height"]))
+    async with engine.decoding():
+        array = await run_in_threadpool(lambda: to_model_input(
+            decode(body, content_type, engine.settings.max_upload_pixels, MAX_UPLOAD_SIDE),
+            image_info["channels"], image_info["height"]))
     engine.admit(len(array), timeout_s, model="encoder")
     probabilities, means = await unless_disconnected(request.receive, request.app.state.metrics,
                                                      engine.encode(array, timeout_s))

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     read_timeout_s: float = Field(10.0, gt=0, description="a connection must deliver each request, headers and body, "
                                   "within this many seconds of its first byte (or of connecting); else it is closed")
     max_connections: int = Field(1000, ge=1, description="open connections and requests per worker; beyond, 503")
+    decode_concurrency: int = Field(2, ge=1, description="uploads a worker decodes at once (memory and CPU grow "
+                                    "with each); more wait, and beyond four times as many waiting, 503")
     max_upload_bytes: int = Field(16 << 20, ge=1024, description="largest image body of POST /encode (413 beyond): "
                                   "phone photos are 2-8 MB")
     max_upload_pixels: int = Field(4096 * 4096, ge=1, description="largest image /encode decodes")
