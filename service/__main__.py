@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from service.app import open_model, serve
-from service.middleware import MetricsDirError
+from service.metrics import MetricsDirError
 from service.model import ModelError
 from service.settings import Settings
 

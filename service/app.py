@@ -29,17 +29,15 @@ from service.engine import DeadlineExceeded, Engine
 from service.fastpath import ServiceApp
 from service.imaging import UploadError
 from service.latents import CodeError
+from service.metrics import MULTIPROCESS_ENV, Metrics, prepare_metrics_dir
 from service.middleware import (
-    MULTIPROCESS_ENV,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ClientDisconnected,
-    Metrics,
     MetricsMiddleware,
     ShedMiddleware,
     error_body,
     is_v2,
-    prepare_metrics_dir,
     unavailable_response,
 )
 from service.model import CUDA, Model, ModelError, load_model

@@ -16,7 +16,7 @@ import numpy as np
 from infogan.images import to_uint8
 from service.batcher import MicroBatcher, Observers, Overloaded, Run
 from service.latents import Latents, draw
-from service.middleware import Metrics
+from service.metrics import Metrics
 from service.model import Model
 from service.settings import Settings
 

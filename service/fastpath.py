@@ -28,6 +28,8 @@ from service.middleware import (
     buffer_body,
     cancelled,
     client_timeout,
+    json_content_type,
+    request_headers,
     unavailable_response,
 )
 from service.routes import grid_png, requested_latents, unless_disconnected
@@ -45,13 +47,13 @@ class ServiceApp(FastAPI):
             await super().__call__(scope, receive, send)
 
     async def generate_png(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
+        headers = request_headers(scope)
         engine = getattr(self.state, "engine", None)
         raw_timeout, declared = headers.get(b"x-request-timeout"), headers.get(b"content-length", b"")
         timeout_s = client_timeout(raw_timeout)
         if (engine is None or b"application/json" in headers.get(b"accept", b"")
                 or not authorized(headers, self.state.api_key)  # the full stack answers 401
-                or not headers.get(b"content-type", b"").startswith(b"application/json")
+                or not json_content_type(headers.get(b"content-type"))
                 or (raw_timeout is not None and timeout_s is None)  # a header the route refuses with 422
                 or not declared.isdigit() or int(declared) > self.state.settings.max_body_bytes):
             await super().__call__(scope, receive, send)

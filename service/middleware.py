@@ -1,104 +1,22 @@
-"""Pure ASGI middleware (no per-request task switching): request metrics and the body-size limit."""
+"""Pure ASGI middleware (no per-request task switching): request metrics, the API key, load shedding at the door
+and the body-size limit."""
 
 from __future__ import annotations
 
 import hmac
 import json
 import math
-import os
-import re
-import tempfile
 import time
-from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import Overloaded
+from service.metrics import Metrics
 from service.responses import JSONResponse
 
 INFERENCE_ROUTES = {"/generate": "generator", "/traverse": "generator", "/encode": "encoder"} | {
     f"/v2/models/{model}{version}/infer": model for model in ("generator", "encoder") for version in ("", "/versions/1")}
 V2_PREFIX = "/v2"  # the Open Inference Protocol's paths, whose errors read {"error": "..."}
-MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by serve() before the workers start; read at import time
-
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-disable_created_metrics()  # the *_created series double the output and nobody graphs them
-
-
-METRIC_FILE = re.compile(r"[a-z_]+_\d+\.db")  # what prometheus_client's multiprocess mode writes, per process
-
-
-class MetricsDirError(Exception):
-    """METRICS_DIR holds files this service did not write: emptying it could delete someone's data."""
-
-
-def prepare_metrics_dir(directory: Path | None) -> Path:
-    """An empty directory for the workers' metric files (old files would add a past run's counts): a new one,
-    or the given one emptied of the files an earlier run left, refusing a directory that holds anything else."""
-    if directory is None:
-        return Path(tempfile.mkdtemp(prefix="infogan-metrics-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    entries = list(directory.iterdir())
-    foreign = [entry.name for entry in entries if not (entry.is_file() and METRIC_FILE.fullmatch(entry.name))]
-    if foreign:
-        raise MetricsDirError(f"METRICS_DIR {directory} holds files this service did not write ({', '.join(foreign[:3])}"
-                              f"{', ...' if len(foreign) > 3 else ''}); give it an empty directory or one only it uses")
-    for stale in entries:
-        stale.unlink()
-    return directory
-
-
-class Metrics:
-    """The Prometheus series of one app (its own registry, so several apps can live in one process).
-
-    Under several workers (PROMETHEUS_MULTIPROC_DIR set) every series is also written to a per-process file,
-    and /metrics renders the sum over all workers' files: a scrape counts every request, whichever worker
-    served it. Gauges then add up over live workers (queue depth) or take their maximum (provider).
-    """
-
-    def __init__(self) -> None:
-        self.multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
-        self.registry = CollectorRegistry()
-        self.requests = Counter("http_requests_total", "HTTP requests by route and status",
-                                ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram("http_request_duration_seconds", "HTTP request latency by route and status",
-                                 ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.batch_size = Histogram("inference_batch_size", "images per onnxruntime run (before padding)",
-                                    ["model"], buckets=BATCH_BUCKETS, registry=self.registry)
-        self.queue_depth = Gauge("inference_queue_depth", "requests waiting for inference", ["model"],
-                                 registry=self.registry, multiprocess_mode="livesum")
-        self.queue_wait = Histogram("inference_queue_wait_seconds", "time a request waited before its batch ran",
-                                    ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.shed = Counter("requests_shed_total", "requests refused or given up by the service, by reason: "
-                            "queue_full, expected_wait (could not be answered within its budget), deadline, "
-                            "decode_queue (too many uploads waiting to be decoded)",
-                            ["reason"], registry=self.registry)
-        self.abandoned = Counter("inference_abandoned_total", "queued requests dropped unrun: the caller had gone "
-                                 "(deadline or disconnect)", ["model"], registry=self.registry)
-        self.disconnected = Counter("requests_cancelled_total", "requests whose client disconnected before the "
-                                    "answer", ["reason"], registry=self.registry)
-        self.provider = Gauge("inference_provider", "1 for the execution provider the session runs on",
-                              ["provider"], registry=self.registry, multiprocess_mode="livemax")
-
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Counts and times one answered request (route template, not raw path)."""
-        labels = (route, method, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
-
-    def render(self) -> bytes:
-        if not self.multiprocess:
-            return generate_latest(self.registry)
-        merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged)
-        return generate_latest(merged)
-
-    def close(self) -> None:
-        """At a worker's exit: its live gauges leave the sums."""
-        if self.multiprocess:
-            multiprocess.mark_process_dead(os.getpid())
 
 
 class MetricsMiddleware:
@@ -141,11 +59,29 @@ class ShedMiddleware:
         engine = getattr(scope["app"].state, "engine", None) if model else None
         if engine is not None:
             try:
-                engine.admit(0, client_timeout(dict(scope["headers"]).get(b"x-request-timeout")), model=model)
+                engine.admit(0, client_timeout(request_headers(scope).get(b"x-request-timeout")), model=model)
             except Overloaded as error:
                 await unavailable_response(error, scope["path"])(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def request_headers(scope: Scope) -> dict[bytes, bytes]:
+    """A request's headers by (lower-case) name, the first of repeated ones: what Starlette's `headers.get` and so
+    FastAPI's header parameters read, so every path reads the same value."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        found.setdefault(name, value)
+    return found
+
+
+def json_content_type(value: bytes | None) -> bool:
+    """Whether FastAPI (strict_content_type, its default) parses a body with this Content-Type as JSON:
+    application/json or application/*+json, parameters allowed; none given is not JSON."""
+    if not value:
+        return False
+    kind = value.split(b";", 1)[0].strip().lower()
+    return kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
 
 
 def client_timeout(raw: bytes | None) -> float | None:
@@ -217,7 +153,7 @@ class ApiKeyMiddleware:
         self.app, self.key = app, key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS and not authorized(dict(scope["headers"]), self.key):
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS and not authorized(request_headers(scope), self.key):
             message = "missing or wrong API key: send Authorization: Bearer <key>"
             await JSONResponse(error_body(scope["path"], message), status_code=401,
                                headers={"WWW-Authenticate": 'Bearer realm="infogan-serve"'})(scope, receive, send)
@@ -248,7 +184,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.upload_limit if scope["path"] in UPLOAD_ROUTES else self.limit
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = request_headers(scope).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._refuse(scope, send, limit)
             return

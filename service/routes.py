@@ -30,7 +30,8 @@ from service.latents import (
     parse_number,
     traversal,
 )
-from service.middleware import ClientDisconnected, Metrics
+from service.metrics import Metrics
+from service.middleware import ClientDisconnected
 from service.responses import JSONResponse
 
 router = APIRouter()

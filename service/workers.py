@@ -27,7 +27,7 @@ import uvicorn
 from prometheus_client import multiprocess
 from uvicorn.config import STARTUP_FAILURE  # a worker's exit status when its app failed to start
 
-from service.middleware import MULTIPROCESS_ENV
+from service.metrics import MULTIPROCESS_ENV
 
 log = logging.getLogger("service.workers")
 BALANCED_BY_KERNEL = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")

@@ -210,3 +210,18 @@ def test_slow_and_silent_connections_are_closed_and_a_cut_upload_is_cancelled_no
             assert http.get("/healthz").status_code == 200  # a prompt client is unaffected
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("accept", ["image/png", "application/json"])
+def test_the_png_and_json_paths_read_a_request_alike(shipped_server, accept):
+    """The PNG /generate is answered in front of FastAPI; it must decide every header as the JSON path does."""
+    url = shipped_server.url + "/generate"
+
+    def status(headers: list[tuple[str, str]]) -> int:
+        return httpx.post(url, content=b'{"seed": 1}', headers=[("Accept", accept), *headers]).status_code
+
+    assert status([("Content-Type", "application/jsonx")]) == 422
+    assert status([("Content-Type", "application/vnd.infogan+json; charset=utf-8")]) == 200
+    assert status([]) == 422  # no Content-Type: not JSON to FastAPI, so not to the fast path either
+    assert status([("Content-Type", "application/json"), ("X-Request-Timeout", "0.5"), ("X-Request-Timeout", "5")]) == 422
+    assert status([("Content-Type", "application/json"), ("X-Request-Timeout", "5"), ("X-Request-Timeout", "0.5")]) == 200

@@ -1,0 +1,90 @@
+"""The service's Prometheus series, and where several workers keep them so that one scrape counts all."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest, multiprocess
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by serve() before the workers start; read at import time
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+disable_created_metrics()  # the *_created series double the output and nobody graphs them
+
+
+METRIC_FILE = re.compile(r"[a-z_]+_\d+\.db")  # what prometheus_client's multiprocess mode writes, per process
+
+
+class MetricsDirError(Exception):
+    """METRICS_DIR holds files this service did not write: emptying it could delete someone's data."""
+
+
+def prepare_metrics_dir(directory: Path | None) -> Path:
+    """An empty directory for the workers' metric files (old files would add a past run's counts): a new one,
+    or the given one emptied of the files an earlier run left, refusing a directory that holds anything else."""
+    if directory is None:
+        return Path(tempfile.mkdtemp(prefix="infogan-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = list(directory.iterdir())
+    foreign = [entry.name for entry in entries if not (entry.is_file() and METRIC_FILE.fullmatch(entry.name))]
+    if foreign:
+        raise MetricsDirError(f"METRICS_DIR {directory} holds files this service did not write ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}); give it an empty directory or one only it uses")
+    for stale in entries:
+        stale.unlink()
+    return directory
+
+
+class Metrics:
+    """The Prometheus series of one app (its own registry, so several apps can live in one process).
+
+    Under several workers (PROMETHEUS_MULTIPROC_DIR set) every series is also written to a per-process file,
+    and /metrics renders the sum over all workers' files: a scrape counts every request, whichever worker
+    served it. Gauges then add up over live workers (queue depth) or take their maximum (provider).
+    """
+
+    def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
+        self.registry = CollectorRegistry()
+        self.requests = Counter("http_requests_total", "HTTP requests by route and status",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("http_request_duration_seconds", "HTTP request latency by route and status",
+                                 ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("inference_batch_size", "images per onnxruntime run (before padding)",
+                                    ["model"], buckets=BATCH_BUCKETS, registry=self.registry)
+        self.queue_depth = Gauge("inference_queue_depth", "requests waiting for inference", ["model"],
+                                 registry=self.registry, multiprocess_mode="livesum")
+        self.queue_wait = Histogram("inference_queue_wait_seconds", "time a request waited before its batch ran",
+                                    ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.shed = Counter("requests_shed_total", "requests refused or given up by the service, by reason: "
+                            "queue_full, expected_wait (could not be answered within its budget), deadline, "
+                            "decode_queue (too many uploads waiting to be decoded)",
+                            ["reason"], registry=self.registry)
+        self.abandoned = Counter("inference_abandoned_total", "queued requests dropped unrun: the caller had gone "
+                                 "(deadline or disconnect)", ["model"], registry=self.registry)
+        self.disconnected = Counter("requests_cancelled_total", "requests whose client disconnected before the "
+                                    "answer", ["reason"], registry=self.registry)
+        self.provider = Gauge("inference_provider", "1 for the execution provider the session runs on",
+                              ["provider"], registry=self.registry, multiprocess_mode="livemax")
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Counts and times one answered request (route template, not raw path)."""
+        labels = (route, method, str(status))
+        self.requests.labels(*labels).inc()
+        self.latency.labels(*labels).observe(seconds)
+
+    def render(self) -> bytes:
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return generate_latest(merged)
+
+    def close(self) -> None:
+        """At a worker's exit: its live gauges leave the sums."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())
