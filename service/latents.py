@@ -91,6 +91,32 @@ def parse_codes(layout: LatentLayout, codes: list | dict | None, field: str = "c
     return {code.name: check_value(code, value, f"{field}.{code.name}") for code, value in pairs}
 
 
+def label_code(layout: LatentLayout, label: str) -> dict[str, int]:
+    """{categorical code: value} for a label of the model's label map; CodeError naming `label` otherwise."""
+    labelled = next((c for c in layout.categorical if c.labels), None)
+    if labelled is None:
+        raise CodeError("label", "this model has no label map; give the categorical code's value instead")
+    if label not in labelled.labels:
+        raise CodeError("label", f"unknown label {label!r}; known: {', '.join(labelled.labels)}")
+    return {labelled.name: labelled.labels.index(label)}
+
+
+def read_encoding(layout: LatentLayout, probabilities: np.ndarray, means: np.ndarray) -> dict:
+    """One image's encoder output as codes by name (each categorical code's value and probabilities, each
+    continuous code's value) and the label of the first categorical code's value, if the model has a map."""
+    codes: dict = {}
+    offset = 0
+    for code in layout.categorical:
+        probs = probabilities[offset : offset + code.size]
+        codes[code.name] = {"value": int(probs.argmax()), "probabilities": [round(float(p), 6) for p in probs]}
+        offset += code.size
+    for code, mean in zip(layout.continuous, means):
+        codes[code.name] = float(mean) if math.isfinite(mean) else 0.0
+    first = layout.categorical[0] if layout.categorical else None
+    label = first.labels[codes[first.name]["value"]] if first and first.labels else None
+    return {"codes": codes, "label": label}
+
+
 def draw(layout: LatentLayout, seed: int, indexes: range | list[int], pins: dict[str, int | float] | None = None) -> Latents:
     """Noise and prior draws for images `indexes`, each from its own stream (seed, i), with `pins` applied.
 

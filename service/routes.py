@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import math
 import secrets
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -26,8 +25,10 @@ from service.latents import (
     Latents,
     check_value,
     draw,
+    label_code,
     parse_codes,
     parse_number,
+    read_encoding,
     traversal,
 )
 from service.metrics import Metrics
@@ -81,12 +82,7 @@ def requested_codes(layout: LatentLayout, body: schemas.GenerateRequest) -> dict
     """The code values a /generate request pins, by name, its label resolved; CodeError names a bad field."""
     values = parse_codes(layout, body.codes)
     if body.label is not None:
-        labelled = next((c for c in layout.categorical if c.labels), None)
-        if labelled is None:
-            raise CodeError("label", "this model has no label map; give the categorical code's value instead")
-        if body.label not in labelled.labels:
-            raise CodeError("label", f"unknown label {body.label!r}; known: {', '.join(labelled.labels)}")
-        values[labelled.name] = labelled.labels.index(body.label)
+        values.update(label_code(layout, body.label))
     return values
 
 
@@ -289,15 +285,4 @@ async def encode(request: Request, timeout_s: RequestTimeout = None) -> dict:
     engine.admit(len(array), timeout_s, model="encoder")
     probabilities, means = await unless_disconnected(request.receive, request.app.state.metrics,
                                                      engine.encode(array, timeout_s))
-    layout = engine.model.layout
-    codes: dict = {}
-    offset = 0
-    for code in layout.categorical:
-        probs = probabilities[0, offset : offset + code.size]
-        codes[code.name] = {"value": int(probs.argmax()), "probabilities": [round(float(p), 6) for p in probs]}
-        offset += code.size
-    for code, mean in zip(layout.continuous, means[0]):
-        codes[code.name] = float(mean) if math.isfinite(mean) else 0.0
-    first = layout.categorical[0] if layout.categorical else None
-    label = first.labels[codes[first.name]["value"]] if first and first.labels else None
-    return {"codes": codes, "label": label}
+    return read_encoding(engine.model.layout, probabilities[0], means[0])
