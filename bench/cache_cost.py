@@ -12,12 +12,11 @@ come from the same run.
 from __future__ import annotations
 
 import argparse
-import socket
 import time
 from pathlib import Path
 
 import httpx
-from serve_load import ROOT, cpu_seconds, start_server
+from serve_load import ROOT, cpu_seconds, free_port, start_server
 
 PATH = "/traverse?code=1&rows=10&seed={seed}"
 
@@ -39,9 +38,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist")
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = start_server(args.model, port, {"WORKERS": "1"})
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:

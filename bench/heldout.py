@@ -17,7 +17,6 @@ import argparse
 import base64
 import io
 import json
-import socket
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from serve_load import ROOT, start_server
+from serve_load import ROOT, free_port, start_server
 
 from infogan.images import png_bytes
 from training.data import load_dataset
@@ -35,12 +34,6 @@ from training.disentangle import FACTORS, factors, main_factor, reference_scale,
 
 STEPS = 9
 ROWS_PER_REQUEST = 30  # under the service's max_traverse_rows
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def accuracy(http: httpx.Client, images: np.ndarray, labels: np.ndarray) -> float:

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
-from serve_load import ROOT, process_tree, start_server
+from serve_load import ROOT, free_port, process_tree, start_server
 
 
 def rss_mib(pid: int) -> float:
@@ -139,9 +139,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist")
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = start_server(args.model, port, {})
     url = f"http://127.0.0.1:{port}"
     attacks = [("8 x largest PNG (4096 x 4096)", largest_png(), "image/png"),

@@ -21,14 +21,13 @@ import asyncio
 import json
 import math
 import os
-import socket
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serve_load import ROOT, process_tree, read_response, start_server
+from serve_load import ROOT, free_port, process_tree, read_response, start_server
 
 BODY = b'{"n": 64}'
 IMAGES = 64
@@ -174,9 +173,7 @@ def main() -> None:
         probed = asyncio.run(probe_all(args.probe, args.seconds))
         print(json.dumps({"latencies": probed.probe_latencies, "failures": probed.probe_failures}))
         return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = start_server(args.model, port, {})
     rows = []
     try:

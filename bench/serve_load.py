@@ -233,9 +233,7 @@ def goals(model_dir: Path, seconds: float, rounds: int, load_generator: str) -> 
     alone gave 1,726 and 2,888 images/s in two runs minutes apart), so each round's ratio compares neighbours in
     time, and the median over the rounds is the figure."""
     alone = OnnxruntimeAlone(model_dir)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = start_server(model_dir, port, {})
     cells: dict[str, list[tuple[dict, float]]] = {case: [] for case, *_ in GOALS}
     try:
@@ -261,6 +259,12 @@ def goals(model_dir: Path, seconds: float, rounds: int, load_generator: str) -> 
     print(json.dumps({"model": str(model_dir), "seconds": seconds, "cpus": os.cpu_count(), "rounds": [
         {"case": case, **row, "onnxruntime_alone_images_per_s": reference}
         for case in cells for row, reference in cells[case]]}))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def start_server(model: Path, port: int, env: dict, replay: bool = False) -> subprocess.Popen:
@@ -304,9 +308,7 @@ def main() -> None:
         modes = {"inference replayed": {}}
     results = []
     for mode, env in modes.items():
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         server = start_server(args.model, port, env, replay=args.replay_inference)
         try:
             for case in CASES:
