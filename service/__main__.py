@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from service.app import open_model, serve
-from service.metrics import MetricsDirError
+from service.metrics import MetricsSetupError
 from service.model import ModelError
 from service.settings import Settings
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         model = None  # each worker opens its own session; this process only supervises them
     try:
         serve(settings, model)
-    except MetricsDirError as error:
+    except MetricsSetupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

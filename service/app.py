@@ -29,7 +29,7 @@ from service.engine import DeadlineExceeded, Engine
 from service.fastpath import ServiceApp
 from service.imaging import UploadError
 from service.latents import CodeError
-from service.metrics import MULTIPROCESS_ENV, Metrics, prepare_metrics_dir
+from service.metrics import MULTIPROCESS_ENV, Metrics, prepare_metrics_dir, serve_metrics, workers_registry
 from service.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
@@ -73,9 +73,14 @@ def serve(settings: Settings, model: Model | None) -> None:
                "access_log": settings.access_log, "timeout_graceful_shutdown": settings.shutdown_grace_s,
                "http": DeadlineHttpToolsProtocol, "limit_concurrency": settings.max_connections}
     if workers == 1:
-        uvicorn.run(create_app(settings, model), **options)
+        app = create_app(settings, model)
+        if settings.metrics_port:
+            serve_metrics(settings.host, settings.metrics_port, app.state.metrics.registry)
+        uvicorn.run(app, **options)
         return
     metrics_dir = prepare_metrics_dir(settings.metrics_dir)
+    if settings.metrics_port:  # this process only supervises: it serves the sum of the workers' files
+        serve_metrics(settings.host, settings.metrics_port, workers_registry(metrics_dir))
     os.environ.update({"HOST": settings.host, "PORT": str(settings.port), "MODEL_DIR": str(settings.model_dir),
                        "INTRA_OP_THREADS": str(settings.threads_per_worker()), "WORKERS": str(workers),
                        MULTIPROCESS_ENV: str(metrics_dir)})

@@ -7,7 +7,16 @@ import re
 import tempfile
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by serve() before the workers start; read at import time
 
@@ -19,8 +28,9 @@ disable_created_metrics()  # the *_created series double the output and nobody g
 METRIC_FILE = re.compile(r"[a-z_]+_\d+\.db")  # what prometheus_client's multiprocess mode writes, per process
 
 
-class MetricsDirError(Exception):
-    """METRICS_DIR holds files this service did not write: emptying it could delete someone's data."""
+class MetricsSetupError(Exception):
+    """The metrics cannot be set up as configured: METRICS_DIR holds files this service did not write (emptying
+    it could delete someone's data), or METRICS_PORT cannot be listened on."""
 
 
 def prepare_metrics_dir(directory: Path | None) -> Path:
@@ -32,7 +42,7 @@ def prepare_metrics_dir(directory: Path | None) -> Path:
     entries = list(directory.iterdir())
     foreign = [entry.name for entry in entries if not (entry.is_file() and METRIC_FILE.fullmatch(entry.name))]
     if foreign:
-        raise MetricsDirError(f"METRICS_DIR {directory} holds files this service did not write ({', '.join(foreign[:3])}"
+        raise MetricsSetupError(f"METRICS_DIR {directory} holds files this service did not write ({', '.join(foreign[:3])}"
                               f"{', ...' if len(foreign) > 3 else ''}); give it an empty directory or one only it uses")
     for stale in entries:
         stale.unlink()
@@ -88,3 +98,19 @@ class Metrics:
         """At a worker's exit: its live gauges leave the sums."""
         if self.multiprocess:
             multiprocess.mark_process_dead(os.getpid())
+
+
+def workers_registry(directory: Path) -> CollectorRegistry:
+    """A registry that reads every worker's metric files at each scrape."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(directory))
+    return registry
+
+
+def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> None:
+    """/metrics on a port of its own (METRICS_PORT), from a background thread: Prometheus scrapes it there,
+    and the API port need not expose it."""
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as error:
+        raise MetricsSetupError(f"METRICS_PORT: cannot listen on {host}:{port}: {error.strerror}") from None

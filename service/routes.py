@@ -167,6 +167,9 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
+    port = engine_of(request).settings.metrics_port
+    if port:
+        raise HTTPException(404, f"metrics are served on port {port} (METRICS_PORT)")
     return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
 
 

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
         "one per available core (cgroup CPU limit included) divided by INTRA_OP_THREADS when that is set")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per run (0: the available cores shared "
                                   "out among the workers)")
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="serve /metrics on this port instead of the "
+                                     "API's (same host), e.g. to scrape it from inside the cluster only")
     metrics_dir: Path | None = Field(None, description="with several workers, where they share their Prometheus "
                                      "series (PROMETHEUS_MULTIPROC_DIR; default: a fresh temporary directory)")
     shutdown_grace_s: float = Field(20.0, ge=0, description="on SIGTERM, how long in-flight requests may take to "

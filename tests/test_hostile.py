@@ -225,3 +225,18 @@ def test_the_png_and_json_paths_read_a_request_alike(shipped_server, accept):
     assert status([]) == 422  # no Content-Type: not JSON to FastAPI, so not to the fast path either
     assert status([("Content-Type", "application/json"), ("X-Request-Timeout", "0.5"), ("X-Request-Timeout", "5")]) == 422
     assert status([("Content-Type", "application/json"), ("X-Request-Timeout", "5"), ("X-Request-Timeout", "0.5")]) == 200
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_metrics_on_their_own_port(model_dir, workers):
+    from tests.conftest import free_port
+
+    metrics_port = free_port()
+    server = Server(model_dir, WORKERS=workers, METRICS_PORT=str(metrics_port))
+    try:
+        httpx.post(server.url + "/generate", json={"seed": 1})
+        assert httpx.get(server.url + "/metrics").status_code == 404
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert 'http_requests_total{method="POST",route="/generate",status="200"}' in scraped
+    finally:
+        server.stop()
