@@ -91,15 +91,19 @@ class Engine:
     def batcher(self, model: str) -> MicroBatcher | None:
         return self.encoder if model == "encoder" else self.generator
 
-    def admit(self, images: int, timeout_s: float | None = None, model: str = "generator") -> None:
-        """Refuses (Overloaded) a request of `images` that could not be answered in time, before any work is
-        spent on it: the expected wait must fit the deadline and MAX_QUEUE_WAIT_S. Each request passes it once,
-        with nothing awaited between it and the queueing (the routes call it, not `_submit`)."""
+    def budget(self, timeout_s: float | None) -> float:
+        """The longest expected wait a request is admitted with: MAX_QUEUE_WAIT_S, or its deadline if shorter."""
+        return min(self.deadline(timeout_s), self.settings.max_queue_wait_s)
+
+    def shed_at_door(self, timeout_s: float | None = None, model: str = "generator") -> None:
+        """Refuses (Overloaded) a request before it is read while the work already queued could not be answered
+        within its budget: under overload most requests are refused, and this costs next to nothing. Admission
+        proper (with the request's own size) happens once, when it is queued (`_submit`)."""
         batcher = self.batcher(model)
         if batcher is None:  # no encoder: the route answers 404
             return
         try:
-            batcher.admit(images, min(self.deadline(timeout_s), self.settings.max_queue_wait_s))
+            batcher.admit(0, self.budget(timeout_s))
         except Overloaded as error:
             self.shed.labels(error.reason).inc()
             raise
@@ -123,11 +127,16 @@ class Engine:
             self.decode_slots.release()
 
     async def _submit(self, model: str, feeds: dict[str, np.ndarray], finish: Callable, timeout_s: float | None) -> Any:
+        """Admits the request (its expected wait within its budget, else Overloaded) and queues it, with nothing
+        awaited in between, then waits for its answer within its deadline."""
         deadline = self.deadline(timeout_s)
         batcher = self.batcher(model)
         try:
             async with asyncio.timeout(deadline):
-                return await batcher.submit(feeds, finish)
+                return await batcher.submit(feeds, finish, self.budget(timeout_s))
+        except Overloaded as error:
+            self.shed.labels(error.reason).inc()
+            raise
         except TimeoutError:
             self.shed.labels("deadline").inc()
             raise DeadlineExceeded(f"no answer within the {deadline:g} s deadline", batcher.retry_after()) from None

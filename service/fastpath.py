@@ -60,7 +60,7 @@ class ServiceApp(FastAPI):
             return
         started = time.perf_counter()
         try:  # at the door, before reading the body, as ShedMiddleware does for the other routes
-            engine.admit(0, timeout_s)
+            engine.shed_at_door(timeout_s)
         except Overloaded as error:
             await unavailable_response(error, scope["path"])(scope, receive, send)
             self.state.metrics.observe_request(ROUTE, "POST", 503, time.perf_counter() - started)
@@ -88,7 +88,7 @@ class ServiceApp(FastAPI):
         before anything is sent."""
         engine = self.state.engine
         try:
-            latents, seed = requested_latents(engine, request, timeout_s)
+            latents, seed = requested_latents(engine, request)
             png = await unless_disconnected(receive, self.state.metrics, engine.generate(
                 latents, partial(grid_png, columns=min(request.n, 8)), timeout_s))
         except (Overloaded, DeadlineExceeded) as error:

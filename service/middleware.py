@@ -59,7 +59,7 @@ class ShedMiddleware:
         engine = getattr(scope["app"].state, "engine", None) if model else None
         if engine is not None:
             try:
-                engine.admit(0, client_timeout(request_headers(scope).get(b"x-request-timeout")), model=model)
+                engine.shed_at_door(client_timeout(request_headers(scope).get(b"x-request-timeout")), model=model)
             except Overloaded as error:
                 await unavailable_response(error, scope["path"])(scope, receive, send)
                 return

@@ -86,14 +86,12 @@ def requested_codes(layout: LatentLayout, body: schemas.GenerateRequest) -> dict
     return values
 
 
-def requested_latents(engine: Engine, body: schemas.GenerateRequest, timeout_s: float | None,
+def requested_latents(engine: Engine, body: schemas.GenerateRequest,
                       values: dict[str, int | float] | None = None) -> tuple[Latents, int]:
-    """The latents a /generate request asks for and its seed; Overloaded refuses (checked before the draws, so
-    that a refusal costs next to nothing)."""
+    """The latents a /generate request asks for and its seed."""
     layout = engine.model.layout
     values = requested_codes(layout, body) if values is None else values
     seed = new_seed() if body.seed is None else body.seed
-    engine.admit(body.n, timeout_s)
     return draw(layout, seed, range(body.n), values), seed
 
 
@@ -197,7 +195,7 @@ async def info(request: Request) -> dict:
 async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: RequestTimeout = None) -> Response:
     engine = engine_of(request)
     layout = engine.model.layout
-    latents, seed = requested_latents(engine, body, timeout_s)
+    latents, seed = requested_latents(engine, body)
     return await images_response(request, latents, min(body.n, 8), seed, timeout_s, generate_json(layout, latents, seed))
 
 
@@ -225,7 +223,7 @@ async def generate_get(
     cache, tag = cache_headers(request, "generate", seed, {"codes": values, "n": n})
     if tag and caching.matches(request.headers.get("if-none-match"), tag):
         return caching.not_modified(tag)
-    latents, seed = requested_latents(engine, body, timeout_s, values)
+    latents, seed = requested_latents(engine, body, values)
     return await images_response(request, latents, min(n, 8), seed, timeout_s, generate_json(layout, latents, seed),
                                  cache)
 
@@ -257,7 +255,6 @@ async def traverse(
     if tag and caching.matches(request.headers.get("if-none-match"), tag):
         return caching.not_modified(tag)
     seed = new_seed() if seed is None else seed
-    engine.admit(rows * len(values), timeout_s)
     grid, base = traversal(layout, target, values, rows, seed, pins)
 
     def json_body(pngs: list[str]) -> dict:
@@ -285,7 +282,6 @@ async def encode(request: Request, timeout_s: RequestTimeout = None) -> dict:
         array = await run_in_threadpool(lambda: to_model_input(
             decode(body, content_type, engine.settings.max_upload_pixels, MAX_UPLOAD_SIDE),
             image_info["channels"], image_info["height"]))
-    engine.admit(len(array), timeout_s, model="encoder")
     probabilities, means = await unless_disconnected(request.receive, request.app.state.metrics,
                                                      engine.encode(array, timeout_s))
     return read_encoding(engine.model.layout, probabilities[0], means[0])

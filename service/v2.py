@@ -284,7 +284,6 @@ async def infer(request: Request, name: str, version: str | None = None, timeout
     if name == "generator":
         check_codes(engine, feeds)
     try:
-        engine.admit(len(next(iter(feeds.values()))), timeout_s, model=name)
         results = await unless_disconnected(request.receive, request.app.state.metrics,
                                             engine.infer(name, feeds, timeout_s))
     except (Overloaded, DeadlineExceeded) as error:
