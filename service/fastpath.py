@@ -32,7 +32,7 @@ from service.middleware import (
     request_headers,
     unavailable_response,
 )
-from service.routes import grid_png, requested_latents, unless_disconnected
+from service.routes import grid_columns, grid_png, requested_latents, unless_disconnected
 
 ROUTE = "/generate"
 
@@ -90,7 +90,7 @@ class ServiceApp(FastAPI):
         try:
             latents, seed = requested_latents(engine, request)
             png = await unless_disconnected(receive, self.state.metrics, engine.generate(
-                latents, partial(grid_png, columns=min(request.n, 8)), timeout_s))
+                latents, partial(grid_png, columns=grid_columns(request.n)), timeout_s))
         except (Overloaded, DeadlineExceeded) as error:
             await unavailable_response(error, scope["path"])(scope, receive, send)
             return 503

@@ -133,6 +133,11 @@ def b64_pngs(images: np.ndarray) -> list[str]:
     return [base64.b64encode(png_bytes(image)).decode() for image in images]
 
 
+def grid_columns(images: int) -> int:
+    """Columns of the PNG grid /generate answers with: up to 8 images a row."""
+    return min(images, 8)
+
+
 def grid_png(images: np.ndarray, columns: int) -> bytes:
     return png_bytes(tile(images, columns)) if len(images) > 1 else png_bytes(images[0])
 
@@ -196,7 +201,7 @@ async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: R
     engine = engine_of(request)
     layout = engine.model.layout
     latents, seed = requested_latents(engine, body)
-    return await images_response(request, latents, min(body.n, 8), seed, timeout_s, generate_json(layout, latents, seed))
+    return await images_response(request, latents, grid_columns(body.n), seed, timeout_s, generate_json(layout, latents, seed))
 
 
 def generate_json(layout: LatentLayout, latents: Latents, seed: int) -> Callable[[list[str]], dict]:
@@ -224,7 +229,7 @@ async def generate_get(
     if tag and caching.matches(request.headers.get("if-none-match"), tag):
         return caching.not_modified(tag)
     latents, seed = requested_latents(engine, body, values)
-    return await images_response(request, latents, min(n, 8), seed, timeout_s, generate_json(layout, latents, seed),
+    return await images_response(request, latents, grid_columns(n), seed, timeout_s, generate_json(layout, latents, seed),
                                  cache)
 
 
