@@ -39,7 +39,7 @@ from onnx import helper, numpy_helper
 
 from export.export import sha256
 from infogan.latent import Alignment, Code, LatentLayout
-from infogan.prior import alignment_index, present, sample
+from infogan.prior import present, sample, to_trained
 from training.data import DataError, load_dataset
 from training.disentangle import FACTORS, GOAL_SHARE, MIN_EFFECT, factors, measure_effects, reference_scale, separated
 
@@ -289,12 +289,8 @@ def align_model(model_dir: Path, data_dir: Path, out_dir: Path, seed: int = 0, f
                                for i in range(0, len(noise), 256)])
 
     def generate_through(candidate_layout: LatentLayout):
-        matrices = np.linalg.inv(np.asarray(candidate_layout.alignment.matrices, np.float64))
-
         def generate(noise: np.ndarray, categorical: np.ndarray, continuous: np.ndarray) -> np.ndarray:
-            which = alignment_index(candidate_layout, categorical)
-            back = np.einsum("bij,bj->bi", matrices[which], continuous.astype(np.float64)).astype(np.float32)
-            return generate_trained(noise, categorical, back)
+            return generate_trained(noise, categorical, to_trained(candidate_layout, categorical, continuous))
         return generate
 
     rng = np.random.default_rng([seed, 1])
@@ -356,8 +352,7 @@ def verify(generator: ort.InferenceSession, trained: ort.InferenceSession, encod
     """The baked files against the trained ones with the map applied in numpy (max abs difference)."""
     noise, categorical, continuous = sample(layout, 64, np.random.default_rng([seed, 2]))
     continuous = continuous * 2  # past the prior too, as the service allows
-    inverses = np.linalg.inv(np.asarray(layout.alignment.matrices, np.float64))
-    back = np.einsum("bij,bj->bi", inverses[alignment_index(layout, categorical)], continuous).astype(np.float32)
+    back = to_trained(layout, categorical, continuous)
     images = generator.run(None, {"noise": noise, "categorical": categorical, "continuous": continuous})[0]
     expected = trained.run(None, {"noise": noise, "categorical": categorical, "continuous": back})[0]
     probabilities, means = encoder.run(None, {"images": images})

@@ -62,7 +62,7 @@ class Alignment:
     matrices: tuple[tuple[tuple[float, ...], ...], ...]
     trained_bounds: tuple[tuple[float, float], ...]
     by: str | None = None
-    method: str = ""  # how the matrices were chosen, in words, for the model card and /info
+    method: str = ""  # how the matrices were chosen, in words, for whoever reads the layout
 
     def __post_init__(self) -> None:
         size = len(self.trained_bounds)

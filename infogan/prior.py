@@ -7,9 +7,11 @@ stay on the distribution the generator was trained on.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from infogan.latent import LatentLayout
+from infogan.latent import Alignment, LatentLayout
 
 
 def trained_bounds(layout: LatentLayout) -> list[tuple[float, float]]:
@@ -27,12 +29,26 @@ def alignment_index(layout: LatentLayout, categorical: np.ndarray) -> np.ndarray
     return categorical[:, layout.categorical.index(layout.code(by))].astype(np.int64)
 
 
+@functools.cache
+def matrices(alignment: Alignment) -> np.ndarray:
+    """The alignment's matrices as one (values, k, k) array, built once (the service maps every request's draws)."""
+    return np.asarray(alignment.matrices, dtype=np.float64)
+
+
 def present(layout: LatentLayout, categorical: np.ndarray, trained: np.ndarray) -> np.ndarray:
     """Trained continuous codes (B, k) -> the codes the model presents (the same without an alignment)."""
     if layout.alignment is None:
         return trained
-    matrices = np.asarray(layout.alignment.matrices, dtype=np.float64)[alignment_index(layout, categorical)]
-    return np.einsum("bij,bj->bi", matrices, trained).astype(trained.dtype)
+    chosen = matrices(layout.alignment)[alignment_index(layout, categorical)]
+    return np.einsum("bij,bj->bi", chosen, trained).astype(trained.dtype)
+
+
+def to_trained(layout: LatentLayout, categorical: np.ndarray, presented: np.ndarray) -> np.ndarray:
+    """The inverse of `present`: the codes the generator was trained with, for presented ones (B, k)."""
+    if layout.alignment is None:
+        return presented
+    chosen = np.linalg.inv(matrices(layout.alignment))[alignment_index(layout, categorical)]
+    return np.einsum("bij,bj->bi", chosen, presented.astype(np.float64)).astype(presented.dtype)
 
 
 def sample(layout: LatentLayout, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

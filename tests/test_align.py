@@ -11,7 +11,7 @@ import pytest
 
 from export.align import candidates, fit_slopes
 from infogan.latent import LatentLayout
-from infogan.prior import present, sample
+from infogan.prior import present, sample, to_trained
 from tests.conftest import ROOT, run, write_idx
 from tests.test_disentangle import bar
 from training.disentangle import measure_effects, slant, thickness
@@ -53,8 +53,7 @@ def test_prior_draws_of_aligned_codes_stay_on_the_trained_prior():
     layout = LatentLayout.from_dict(card["latent"])
     assert layout.alignment is not None
     _, categorical, presented = sample(layout, 2000, np.random.default_rng(0))
-    inverses = np.linalg.inv(np.asarray(layout.alignment.matrices))[categorical[:, 0]]
-    trained = np.einsum("bij,bj->bi", inverses, presented)
+    trained = to_trained(layout, categorical, presented)
     assert np.abs(trained).max() <= 1 + 1e-5  # every draw inside the square the generator was trained on
     assert trained.min(axis=0) == pytest.approx([-1, -1], abs=0.05) and trained.std(axis=0) == pytest.approx(
         [1 / np.sqrt(3)] * 2, rel=0.05)  # and spread over all of it, uniformly
