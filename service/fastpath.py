@@ -24,6 +24,7 @@ from service.engine import DeadlineExceeded
 from service.latents import CodeError
 from service.middleware import (
     ClientDisconnected,
+    accepts_json,
     authorized,
     buffer_body,
     cancelled,
@@ -51,7 +52,7 @@ class ServiceApp(FastAPI):
         engine = getattr(self.state, "engine", None)
         raw_timeout, declared = headers.get(b"x-request-timeout"), headers.get(b"content-length", b"")
         timeout_s = client_timeout(raw_timeout)
-        if (engine is None or b"application/json" in headers.get(b"accept", b"")
+        if (engine is None or accepts_json(headers.get(b"accept"))
                 or not authorized(headers, self.state.api_key)  # the full stack answers 401
                 or not json_content_type(headers.get(b"content-type"))
                 or (raw_timeout is not None and timeout_s is None)  # a header the route refuses with 422

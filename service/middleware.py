@@ -75,6 +75,11 @@ def request_headers(scope: Scope) -> dict[bytes, bytes]:
     return found
 
 
+def accepts_json(accept: bytes | None) -> bool:
+    """Content negotiation for image answers: JSON when the Accept header names application/json, else PNG."""
+    return b"application/json" in (accept or b"")
+
+
 def json_content_type(value: bytes | None) -> bool:
     """Whether FastAPI (strict_content_type, its default) parses a body with this Content-Type as JSON:
     application/json or application/*+json, parameters allowed; none given is not JSON."""

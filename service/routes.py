@@ -32,7 +32,7 @@ from service.latents import (
     traversal,
 )
 from service.metrics import Metrics
-from service.middleware import ClientDisconnected
+from service.middleware import ClientDisconnected, accepts_json, request_headers
 from service.responses import JSONResponse
 
 router = APIRouter()
@@ -122,7 +122,7 @@ def engine_of(request: Request) -> Engine:
 
 
 def wants_json(request: Request) -> bool:
-    return "application/json" in request.headers.get("accept", "")
+    return accepts_json(request_headers(request.scope).get(b"accept"))
 
 
 def new_seed() -> int:
