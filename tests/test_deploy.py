@@ -113,3 +113,20 @@ def test_two_replicas_answer_alike(model_dir):
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def test_the_kserve_predictor_runs_the_service_on_the_v2_protocol(client):
+    (service,) = render(ROOT / "deploy" / "k8s" / "kserve")
+    assert service["apiVersion"] == "serving.kserve.io/v1beta1" and service["kind"] == "InferenceService"
+    container = service["spec"]["predictor"]["containers"][0]
+    assert container["image"] == compose("compose.cpu.yaml")["services"]["api"]["image"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert {key.lower() for key in env} <= set(Settings.model_fields)
+    Settings(**{key.lower(): value for key, value in env.items()})
+    assert container["ports"][0]["containerPort"] == int(env["PORT"])
+    mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+    assert env["METRICS_DIR"] in mounts and container["securityContext"]["readOnlyRootFilesystem"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        check = container[probe]["httpGet"]
+        assert check["port"] == int(env["PORT"]) and check["path"].startswith("/v2/health/")
+        assert client.get(check["path"]).status_code == 200  # a route the service answers
