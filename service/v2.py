@@ -10,6 +10,7 @@ the service sheds load.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import zlib
@@ -59,6 +60,7 @@ def tensor_specs(args: list) -> list[TensorSpec]:
             for arg in args]
 
 
+@functools.cache  # per engine, which lives as long as its process: the sessions' tensors never change
 def served_models(engine: Engine) -> dict[str, tuple[list[TensorSpec], list[TensorSpec]]]:
     sessions = {"generator": engine.model.generator, "encoder": engine.model.encoder}
     return {name: (tensor_specs(session.get_inputs()), tensor_specs(session.get_outputs()))
