@@ -180,6 +180,7 @@ async def metrics(request: Request) -> Response:
 async def info(request: Request) -> dict:
     engine = engine_of(request)
     model, settings = engine.model, engine.settings
+    alignment = model.layout.alignment
     codes = [
         {"index": i, "name": c.name, "kind": c.kind, **(
             {"size": c.size, "labels": c.labels} if c.kind == "categorical" else {"low": c.low, "high": c.high})}
@@ -187,6 +188,7 @@ async def info(request: Request) -> dict:
     ]
     return {
         "model": model.info(), "image": model.image, "noise_dim": model.layout.noise_dim, "codes": codes,
+        "alignment": alignment and {"by": alignment.by, "method": alignment.method},
         "provider": model.provider, "encoder": model.encoder is not None,
         "limits": {"max_images_per_request": schemas.MAX_IMAGES, "max_traverse_rows": MAX_ROWS,
                    "max_traverse_steps": MAX_STEPS, "continuous_range": [-CONTINUOUS_LIMIT, CONTINUOUS_LIMIT],

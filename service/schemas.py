@@ -101,11 +101,18 @@ class Limits(BaseModel):
     max_upload_side: int
 
 
+class AlignmentInfo(BaseModel):
+    by: str | None = Field(description="the categorical code with one map per value, or null for one map for all")
+    method: str = Field(description="how the continuous codes' axes were chosen after training (export/align.py)")
+
+
 class InfoResponse(BaseModel):
     model: ModelInfo
     image: ImageInfo
     noise_dim: int
     codes: list[CodeInfo]
+    alignment: AlignmentInfo | None = Field(description="set when the continuous codes were aligned with the "
+                                            "factors they move after training; null: the codes as trained")
     provider: str
     encoder: bool
     limits: Limits

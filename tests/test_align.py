@@ -123,6 +123,7 @@ def test_named_codes_work_everywhere_and_indexes_still_do(shipped_server):
     with httpx.Client(base_url=shipped_server.url, timeout=30) as http:
         info = http.get("/info").json()
         assert [code["name"] for code in info["codes"]] == ["c1", "slant", "thickness"]
+        assert info["alignment"]["by"] == "c1" and "one map per value of c1" in info["alignment"]["method"]
         body = {"codes": {"slant": 0.5, "c1": 3}, "n": 2, "seed": 9}
         images = http.post("/generate", json=body, headers={"Accept": "application/json"}).json()["images"]
         assert all(image["codes"]["slant"] == 0.5 and image["codes"]["c1"] == 3 for image in images)

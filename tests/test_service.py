@@ -43,6 +43,7 @@ def test_health_ready_info(client):
         (1, "c1", "categorical"), (2, "c2", "continuous"), (3, "c3", "continuous")]
     assert info["codes"][0]["size"] == 10 and sorted(info["codes"][0]["labels"]) == [str(d) for d in range(10)]
     assert (info["codes"][1]["low"], info["codes"][1]["high"]) == (-1.0, 1.0)
+    assert info["alignment"] is None  # the codes as trained
     assert info["provider"] == "CPUExecutionProvider" and info["limits"]["max_images_per_request"] == 64
     assert len(info["model"]["sha256"]["generator.onnx"]) == 64
 
