@@ -31,6 +31,7 @@ from service.middleware import (
     client_timeout,
     json_content_type,
     request_headers,
+    send_499,
     unavailable_response,
 )
 from service.routes import grid_columns, grid_png, requested_latents, unless_disconnected
@@ -95,9 +96,8 @@ class ServiceApp(FastAPI):
         except (Overloaded, DeadlineExceeded) as error:
             await unavailable_response(error, scope["path"])(scope, receive, send)
             return 503
-        except ClientDisconnected:  # 499, nginx's "client closed request": nobody reads it, the metrics do
-            await send({"type": "http.response.start", "status": 499, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+        except ClientDisconnected:  # counted as cancelled where it was noticed (unless_disconnected)
+            await send_499(send)
             return 499
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-length", str(len(png)).encode()), (b"content-type", b"image/png"),

@@ -170,6 +170,11 @@ async def cancelled(scope: Scope, send: Send) -> None:
     """A request whose client went mid-body: counted as cancelled, and 499 (nginx's "client closed request",
     which nobody reads) for the request metrics; never a 5xx."""
     scope["app"].state.metrics.disconnected.labels("disconnect").inc()
+    await send_499(send)
+
+
+async def send_499(send: Send) -> None:
+    """The answer to a client that has gone: nobody reads it, the request metrics count it."""
     await send({"type": "http.response.start", "status": 499, "headers": []})
     await send({"type": "http.response.body", "body": b""})
 

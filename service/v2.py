@@ -20,8 +20,7 @@ import numpy as np
 from fastapi import APIRouter, Header, Request, Response
 
 from service import schemas
-from service.batcher import Overloaded
-from service.engine import DeadlineExceeded, Engine
+from service.engine import Engine
 from service.responses import JSONResponse
 from service.routes import RequestTimeout, engine_of, unless_disconnected
 
@@ -285,9 +284,6 @@ async def infer(request: Request, name: str, version: str | None = None, timeout
     chosen = requested_outputs(parsed, outputs)
     if name == "generator":
         check_codes(engine, feeds)
-    try:
-        results = await unless_disconnected(request.receive, request.app.state.metrics,
-                                            engine.infer(name, feeds, timeout_s))
-    except (Overloaded, DeadlineExceeded) as error:
-        raise V2Error(503, str(error), {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}) from None
+    # Shedding (Overloaded, DeadlineExceeded) is answered by the app's handler, in V2's shape on /v2 paths.
+    results = await unless_disconnected(request.receive, request.app.state.metrics, engine.infer(name, feeds, timeout_s))
     return infer_response(name, parsed, results, outputs, chosen)
