@@ -9,7 +9,7 @@ TORCH_INDEX ?=
 SEED ?= 2
 DATA ?= ../shared/data/mnist-9k
 
-.PHONY: install test lint serve model bench e2e-deps clean
+.PHONY: install test lint serve model bench e2e-deps container-deps test-containers check-gpu-image clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,19 @@ bench: $(BIN)/.installed  ## the benchmarks whose output docs/PERFORMANCE.md rec
 	$(BIN)/python bench/serve_load.py --replay-inference
 	$(BIN)/python bench/serve_load.py --goals
 	$(BIN)/python bench/overload.py --soak-seconds 600
+
+container-deps:  ## Debian's podman and what it needs to build and run the images here (needs root)
+	apt-get install -y --no-install-recommends podman runc catatonit debootstrap
+
+test-containers: $(BIN)/.installed  ## build the CPU image with podman, test the running container, compose and kube play
+	INFOGAN_REQUIRE_PODMAN=1 $(BIN)/python -m pytest tests/test_containers.py
+
+# The GPU image (about 4 GB) without a GPU: its CUDA libraries resolve and only the device is missing.
+check-gpu-image:  ## build the GPU image with podman and check it; output in docs/gpu-image-check.txt
+	image=$$(docker/podman-build.sh gpu | tail -n 1) \
+	&& CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/docker/podman/containers.conf} podman run --rm --no-healthcheck \
+	   --read-only --cap-drop ALL --volume $(CURDIR)/docker/check_gpu_image.py:/check_gpu_image.py:ro "$$image" \
+	   python /check_gpu_image.py | tee docs/gpu-image-check.txt
 
 e2e-deps:  ## Debian's Chromium for the playground's browser test (needs root)
 	apt-get install -y --no-install-recommends chromium

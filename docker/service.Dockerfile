@@ -1,23 +1,34 @@
 # syntax=docker/dockerfile:1
-# The inference service: onnxruntime (GPU build by default) + FastAPI, no torch, non-root.
-# CPU-only machines: compose.cpu.yaml builds it with BASE_IMAGE=ubuntu:24.04 and the CPU requirements.
-ARG BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+# The inference service: onnxruntime + FastAPI, no torch, non-root, on a plain Ubuntu (or Debian) base.
+# GPU (default): onnxruntime-gpu with the CUDA and cuDNN libraries from NVIDIA's own wheels, pinned to the ones
+# onnxruntime was built against, so no nvidia/cuda base image is needed; the host's driver comes in at run time.
+# CPU: compose.cpu.yaml builds it with the CPU requirements. Without registry access (podman on Debian):
+# docker/podman-build.sh builds the base with debootstrap and passes BASE_IMAGE and PYTHON_VERSION.
+ARG BASE_IMAGE=ubuntu:24.04
 
 FROM ${BASE_IMAGE} AS build
+# The base's python3 minor version (Ubuntu 24.04: 3.12, Debian 12: 3.11).
+ARG PYTHON_VERSION=3.12
 ARG REQUIREMENTS=docker/requirements-serve-gpu.txt
+# Behind a TLS-inspecting proxy: pass the CA bundle's path (mounted into the build) as PIP_CERT.
+ARG PIP_CERT
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3=3.12.* python3-venv=3.12.* \
+    && apt-get install -y --no-install-recommends python3=${PYTHON_VERSION}.* python3-venv=${PYTHON_VERSION}.* \
     && rm -rf /var/lib/apt/lists/*
 COPY ${REQUIREMENTS} /tmp/requirements.txt
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
 
 FROM ${BASE_IMAGE}
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3=3.12.* curl=8.* \
-    && rm -rf /var/lib/apt/lists/* \
-    && useradd --create-home --uid 10001 app
+ARG PYTHON_VERSION=3.12
 COPY --from=build /opt/venv /opt/venv
+# The CUDA/cuDNN wheels' libraries join the loader's path (none in the CPU image: the file stays empty).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3=${PYTHON_VERSION}.* \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 app \
+    && find /opt/venv -path '*/site-packages/nvidia/*/lib' -type d > /etc/ld.so.conf.d/nvidia-wheels.conf \
+    && ldconfig
 WORKDIR /app
 # The service and the torch-free core it shares with training (the latent layout, the image helpers).
 COPY infogan/ infogan/
@@ -31,5 +42,5 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["curl", "-fsS", "http://127.0.0.1:8000/readyz"]
+    CMD ["python", "-m", "service.healthcheck"]
 CMD ["python", "-m", "service"]
