@@ -34,8 +34,11 @@ WORKDIR /app
 COPY infogan/ infogan/
 COPY service/ service/
 COPY models/ models/
+# NVIDIA_DRIVER_CAPABILITIES: what the NVIDIA container toolkit mounts from the host driver (the nvidia/cuda
+# images set it; a plain base must). Ignored where there is no toolkit, as in the CPU image.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     HOST=0.0.0.0 \
     PORT=8000 \
     MODEL_DIR=/app/models/mnist

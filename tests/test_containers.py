@@ -161,8 +161,10 @@ def test_sigterm_lets_in_flight_requests_finish_and_the_container_exit_within_th
             signalled = time.monotonic()
             assert podman("kill", "--signal", "TERM", name).returncode == 0
             results = [answer.result() for answer in answers]
-        assert podman("wait", name, timeout=grace + 30).returncode == 0
+        waited = podman("wait", name, timeout=grace + 30)
         exited = time.monotonic() - signalled
+        # uvicorn re-raises the signal once it has shut down cleanly: 143 (128 + SIGTERM) reads as a clean exit
+        assert waited.returncode == 0 and waited.stdout.strip() in ("0", "143"), waited.stdout + waited.stderr
         assert [status for status, _ in results] == [200] * len(clients)
         assert any(finished > signalled for _, finished in results)  # some were in flight when the signal came
         assert exited < grace, f"the container took {exited:.1f} s to exit"
