@@ -42,10 +42,18 @@ bench: $(BIN)/.installed  ## the benchmarks whose output docs/PERFORMANCE.md rec
 	$(BIN)/python bench/serve_load.py --goals
 	$(BIN)/python bench/overload.py --soak-seconds 600
 
-container-deps:  ## Debian's podman and what it needs to build and run the images here (needs root)
-	apt-get install -y --no-install-recommends podman runc catatonit debootstrap
+# Debian packages the tests drive, installed only where missing (needs root then).
+define apt_install
+	@missing=$$(for package in $(1); do dpkg-query --show --showformat='$${Status}' $$package 2>/dev/null \
+	    | grep -q "ok installed" || echo $$package; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq \
+	    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+endef
 
-test-containers: $(BIN)/.installed  ## build the CPU image with podman, test the running container, compose and kube play
+container-deps:  ## podman, with runc, catatonit (kube play) and debootstrap (a base image where none can be pulled)
+	$(call apt_install,podman runc catatonit debootstrap)
+
+test-containers: $(BIN)/.installed container-deps  ## build the CPU image with podman, test the running container, compose and kube play
 	INFOGAN_REQUIRE_PODMAN=1 $(BIN)/python -m pytest tests/test_containers.py
 
 # The GPU image (about 4 GB) without a GPU: its CUDA libraries resolve and only the device is missing.
@@ -55,8 +63,8 @@ check-gpu-image:  ## build the GPU image with podman and check it; output in doc
 	   --read-only --cap-drop ALL --volume $(CURDIR)/docker/check_gpu_image.py:/check_gpu_image.py:ro "$$image" \
 	   python /check_gpu_image.py | tee docs/gpu-image-check.txt
 
-e2e-deps:  ## Debian's Chromium for the playground's browser test (needs root)
-	apt-get install -y --no-install-recommends chromium
+e2e-deps:  ## Debian's Chromium for the playground's browser test
+	$(call apt_install,chromium)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
