@@ -61,7 +61,7 @@ check-gpu-image:  ## build the GPU image with podman and check it; output in doc
 	image=$$(docker/podman-build.sh gpu | tail -n 1) \
 	&& CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/docker/podman/containers.conf} podman run --rm --no-healthcheck \
 	   --read-only --cap-drop ALL --volume $(CURDIR)/docker/check_gpu_image.py:/check_gpu_image.py:ro "$$image" \
-	   python /check_gpu_image.py | tee docs/gpu-image-check.txt
+	   python /check_gpu_image.py > docs/gpu-image-check.txt; status=$$?; cat docs/gpu-image-check.txt; exit $$status
 
 e2e-deps:  ## Debian's Chromium for the playground's browser test
 	$(call apt_install,chromium)

@@ -36,5 +36,5 @@ if [ -f "$ca_bundle" ]; then
     args+=(--volume "$ca_bundle:/run/host-ca.crt:ro" --build-arg PIP_CERT=/run/host-ca.crt)
 fi
 echo "building $image ($variant) on $base" >&2
-podman build "${args[@]}" .
+podman build "${args[@]}" . >&2  # the build's log on stderr; stdout is only the tag, for scripts
 echo "$image"
