@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,7 @@ CONTAINERS_CONF = os.environ.get("CONTAINERS_CONF", str(ROOT / "docker" / "podma
 PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": CONTAINERS_CONF}
 REQUIRED = os.environ.get("INFOGAN_REQUIRE_PODMAN") == "1"
 COMPOSE_FILES = ["-f", "compose.yaml", "-f", "compose.cpu.yaml"]
+BUILD = ROOT / "docker" / "podman-build.sh"
 
 
 def podman(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
@@ -43,6 +45,10 @@ def why_podman_cannot_run() -> str | None:
     info = podman("info", "--format", "{{.Host.OCIRuntime.Name}}", timeout=60)
     if info.returncode != 0:
         return f"podman cannot run containers here: {info.stderr.strip().splitlines()[-1:]}"
+    base = re.search(r"BASE_IMAGE:-([^}]+)}", BUILD.read_text()).group(1)
+    no_base = "BASE_IMAGE" not in os.environ and podman("image", "exists", base).returncode != 0
+    if no_base and (shutil.which("debootstrap") is None or os.geteuid() != 0):
+        return f"no {base} yet, and building it takes debootstrap as root (apt-get install debootstrap)"
     return None
 
 
@@ -75,7 +81,7 @@ def wait_ready(url: str, container: str, seconds: float = 120) -> None:
 @pytest.fixture(scope="module")
 def image() -> str:
     assert REASON is None, REASON
-    build = subprocess.run([str(ROOT / "docker" / "podman-build.sh"), "cpu"], capture_output=True, text=True,
+    build = subprocess.run([str(BUILD), "cpu"], capture_output=True, text=True,
                            timeout=1800, env=PODMAN_ENV, cwd=ROOT)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     tag = build.stdout.strip().splitlines()[-1]
