@@ -11,14 +11,14 @@ case $variant in
     gpu) compose_file=compose.yaml; requirements=docker/requirements-serve-gpu.txt ;;
     *) echo "docker/podman-build.sh: unknown variant '$variant' (cpu or gpu)" >&2; exit 2 ;;
 esac
-command -v podman >/dev/null || { echo "podman is not installed (apt-get install podman runc)" >&2; exit 2; }
+command -v podman >/dev/null || { echo "podman is not installed (make container-deps)" >&2; exit 2; }
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/docker/podman/containers.conf}
 image=$(sed -n 's/^ *image: *//p' "$compose_file" | head -n 1)  # the api service's image, as compose names it
 
 base=${BASE_IMAGE:-localhost/debian-base:bookworm}
 python_version=${PYTHON_VERSION:-3.11}
 if [ -z "${BASE_IMAGE:-}" ] && ! podman image exists "$base"; then
-    command -v debootstrap >/dev/null || { echo "debootstrap is not installed (apt-get install debootstrap)" >&2; exit 2; }
+    command -v debootstrap >/dev/null || { echo "debootstrap is not installed (make container-deps)" >&2; exit 2; }
     rootfs=$(mktemp -d)
     trap 'rm -rf "$rootfs"' EXIT
     echo "building $base from Debian's packages (debootstrap, about a minute)" >&2

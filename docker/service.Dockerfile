@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The inference service: onnxruntime + FastAPI, no torch, non-root, on a plain Ubuntu (or Debian) base.
-# GPU (default): onnxruntime-gpu with the CUDA and cuDNN libraries from NVIDIA's own wheels, pinned to the ones
-# onnxruntime was built against, so no nvidia/cuda base image is needed; the host's driver comes in at run time.
+# GPU (default): onnxruntime-gpu (built for CUDA 12) with CUDA 12 and cuDNN 9 from NVIDIA's own wheels, pinned in
+# the requirements, so no nvidia/cuda base image is needed; the host's driver comes in at run time.
 # CPU: compose.cpu.yaml builds it with the CPU requirements. Without registry access (podman on Debian):
 # docker/podman-build.sh builds the base with debootstrap and passes BASE_IMAGE and PYTHON_VERSION.
 ARG BASE_IMAGE=ubuntu:24.04

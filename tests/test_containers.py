@@ -84,7 +84,7 @@ def image() -> str:
     build = subprocess.run([str(BUILD), "cpu"], capture_output=True, text=True,
                            timeout=1800, env=PODMAN_ENV, cwd=ROOT)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    tag = build.stdout.strip().splitlines()[-1]
+    tag = build.stdout.strip()  # the script prints only the tag on stdout
     assert tag == compose("compose.cpu.yaml")["services"]["api"]["image"]
     return tag
 
