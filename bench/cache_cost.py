@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
-from serve_load import ROOT, cpu_seconds, free_port, start_server
+from serve_load import ROOT, cpu_seconds, serving
 
 PATH = "/traverse?code=1&rows=10&seed={seed}"
 
@@ -38,18 +38,13 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist")
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    port = free_port()
-    server = start_server(args.model, port, {"WORKERS": "1"})
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            phase(http, server.pid, [(PATH.format(seed=10**6 + i), {}) for i in range(20)], 200)  # warm
-            computed_cpu, computed_wall, tags = phase(
-                http, server.pid, [(PATH.format(seed=i), {}) for i in range(args.requests)], 200)
-            cached_cpu, cached_wall, _ = phase(
-                http, server.pid, [(PATH.format(seed=i), {"If-None-Match": tag}) for i, tag in enumerate(tags)], 304)
-    finally:
-        server.terminate()
-        server.wait()
+    with serving(args.model, {"WORKERS": "1"}) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+        pid = server.process.pid
+        phase(http, pid, [(PATH.format(seed=10**6 + i), {}) for i in range(20)], 200)  # warm
+        computed_cpu, computed_wall, tags = phase(
+            http, pid, [(PATH.format(seed=i), {}) for i in range(args.requests)], 200)
+        cached_cpu, cached_wall, _ = phase(
+            http, pid, [(PATH.format(seed=i), {"If-None-Match": tag}) for i, tag in enumerate(tags)], 304)
     print(f"{args.requests} requests each, one worker, sequential, server CPU from /proc\n")
     print("| request | server CPU ms/request | wall ms/request |")
     print("|---|---|---|")

@@ -26,7 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from serve_load import ROOT, free_port, start_server
+from serve_load import ROOT, serving
 
 from infogan.images import png_bytes
 from training.data import load_dataset
@@ -72,19 +72,13 @@ def effects(http: httpx.Client, code: dict, draws: int, scale: dict[str, float])
 
 
 def measure(model_dir: Path, images: np.ndarray, labels: np.ndarray, scale: dict[str, float], draws: int) -> dict:
-    port = free_port()
-    server = start_server(model_dir, port, {"WORKERS": "1"})
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            info = http.get("/info").json()
-            result = {"model": str(model_dir), "accuracy": accuracy(http, images, labels), "codes": {}}
-            for code in info["codes"]:
-                if code["kind"] == "continuous":
-                    result["codes"][code["name"]] = effects(http, code, draws, scale)
-        return result
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with serving(model_dir, {"WORKERS": "1"}) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+        info = http.get("/info").json()
+        result = {"model": str(model_dir), "accuracy": accuracy(http, images, labels), "codes": {}}
+        for code in info["codes"]:
+            if code["kind"] == "continuous":
+                result["codes"][code["name"]] = effects(http, code, draws, scale)
+    return result
 
 
 def row(result: dict) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
-from serve_load import ROOT, free_port, process_tree, start_server
+from serve_load import ROOT, process_tree, serving
 
 
 def rss_mib(pid: int) -> float:
@@ -139,30 +139,25 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist")
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    port = free_port()
-    server = start_server(args.model, port, {})
-    url = f"http://127.0.0.1:{port}"
     attacks = [("8 x largest PNG (4096 x 4096)", largest_png(), "image/png"),
                ("8 x 12-megapixel phone photo (JPEG)", phone_photo(), "image/jpeg")]
     print("| attack | RSS before MiB | peak MiB (added) | after MiB | /healthz p50 / p99 / max ms | answers |")
     print("|---|---|---|---|---|---|")
-    try:
+    with serving(args.model, {}) as server:
+        pid = server.process.pid
         for name, body, kind in attacks:
             time.sleep(2)
-            before = rss_mib(server.pid)
-            with Watch(url, server.pid) as watch:
-                statuses = uploads(url, body, kind, 8, args.seconds)
+            before = rss_mib(pid)
+            with Watch(server.url, pid) as watch:
+                statuses = uploads(server.url, body, kind, 8, args.seconds)
             time.sleep(2)
-            report(name, before, watch, rss_mib(server.pid),
+            report(name, before, watch, rss_mib(pid),
                    f"{len(body) / 1e6:.2f} MB each; " + ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items())))
-        before = rss_mib(server.pid)
-        with Watch(url, server.pid) as watch:
-            slow = slow_clients(port, 100, 12.0)
-        report("100 connections stalled mid-request", before, watch, rss_mib(server.pid),
+        before = rss_mib(pid)
+        with Watch(server.url, pid) as watch:
+            slow = slow_clients(server.port, 100, 12.0)
+        report("100 connections stalled mid-request", before, watch, rss_mib(pid),
                f"{slow['still_open']} of {slow['connections']} still open after {slow['still_open_after_s']:g} s")
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from serve_load import free_port, start_server
+from serve_load import serving
 
 from infogan.images import png_bytes, tile
 
@@ -47,20 +47,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise and the other codes (default 0)")
     parser.add_argument("--steps", type=int, default=9, help="columns: values from -1 to 1 (default 9)")
     args = parser.parse_args()
-    port = free_port()
-    server = start_server(args.model, port, {"WORKERS": "1"})
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            codes = http.get("/info").json()["codes"]
-            (categorical,) = [code for code in codes if code["kind"] == "categorical" and code["labels"]]
-            for code in (code for code in codes if code["kind"] == "continuous"):
-                grid = tile(label_rows(http, code["name"], categorical, args.steps, args.seed), columns=args.steps)
-                path = Path(f"{args.out}_{code['name']}.png")
-                path.write_bytes(png_bytes(grid))
-                print(path)
-    finally:
-        server.terminate()
-        server.wait()
+    with serving(args.model, {"WORKERS": "1"}) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+        codes = http.get("/info").json()["codes"]
+        (categorical,) = [code for code in codes if code["kind"] == "categorical" and code["labels"]]
+        for code in (code for code in codes if code["kind"] == "continuous"):
+            grid = tile(label_rows(http, code["name"], categorical, args.steps, args.seed), columns=args.steps)
+            path = Path(f"{args.out}_{code['name']}.png")
+            path.write_bytes(png_bytes(grid))
+            print(path)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serve_load import ROOT, free_port, process_tree, read_response, start_server
+from serve_load import ROOT, process_tree, read_response, serving
 
 BODY = b'{"n": 64}'
 IMAGES = 64
@@ -173,10 +173,9 @@ def main() -> None:
         probed = asyncio.run(probe_all(args.probe, args.seconds))
         print(json.dumps({"latencies": probed.probe_latencies, "failures": probed.probe_failures}))
         return
-    port = free_port()
-    server = start_server(args.model, port, {})
     rows = []
-    try:
+    with serving(args.model, {}) as server:
+        port = server.port
         tally, seconds = asyncio.run(drive(port, 4, 60, args.seconds, probes=False))
         rows.append(summary("capacity: 4 patient clients", tally, seconds))
         capacity = rows[-1]["images_per_s"]
@@ -190,15 +189,12 @@ def main() -> None:
             # admitted, 1 s (Retry-After) when refused. 3x capacity is then 3 x capacity / 64 clients.
             clients = max(1, math.ceil(3 * capacity / IMAGES))
             asyncio.run(drive(port, clients, 2.0, 30, probes=False))  # warm-up
-            soak["rss_after_warm_up_mib"] = rss_mib(server.pid)
+            soak["rss_after_warm_up_mib"] = rss_mib(server.process.pid)
             tally, seconds = asyncio.run(drive(port, clients, 2.0, args.soak_seconds, probes=False))
-            soak["rss_at_end_mib"] = rss_mib(server.pid)
+            soak["rss_at_end_mib"] = rss_mib(server.process.pid)
             soak["growth"] = soak["rss_at_end_mib"] / soak["rss_after_warm_up_mib"] - 1
             rows.append(summary(f"soak: {clients} clients, {args.soak_seconds:g} s", tally, seconds))
-        alive = server.poll() is None
-    finally:
-        server.terminate()
-        server.wait()
+        alive = server.process.poll() is None
     print("| phase | images/s answered in time | vs capacity | statuses | gave up (reconnects) | p99 503 ms (load generator) "
           "| p99 503 ms (probe) | Retry-After s | p99 /healthz ms | p99 /readyz ms | probe failures |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

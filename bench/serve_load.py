@@ -27,6 +27,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -233,18 +236,13 @@ def goals(model_dir: Path, seconds: float, rounds: int, load_generator: str) -> 
     alone gave 1,726 and 2,888 images/s in two runs minutes apart), so each round's ratio compares neighbours in
     time, and the median over the rounds is the figure."""
     alone = OnnxruntimeAlone(model_dir)
-    port = free_port()
-    server = start_server(model_dir, port, {})
     cells: dict[str, list[tuple[dict, float]]] = {case: [] for case, *_ in GOALS}
-    try:
+    with serving(model_dir, {}) as server:
         for _ in range(rounds):
             for case, concurrency, batch, _goal in GOALS:
                 reference = alone.images_per_s(batch, seconds)
-                row = measure(f"http://127.0.0.1:{port}", port, case, concurrency, seconds, server.pid, load_generator)
+                row = measure(server.url, server.port, case, concurrency, seconds, server.process.pid, load_generator)
                 cells[case].append((row, reference))
-    finally:
-        server.terminate()
-        server.wait()
     print("| case | concurrency | service images/s | onnxruntime alone images/s (batch) | ratio (median) | ratio per round "
           "| goal | p99 ms (worst round) | errors | server CPU ms/req |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -281,6 +279,28 @@ def start_server(model: Path, port: int, env: dict, replay: bool = False) -> sub
     raise SystemExit("the service did not become ready")
 
 
+@dataclass
+class Served:
+    process: subprocess.Popen
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def serving(model: Path, env: dict, replay: bool = False) -> Iterator[Served]:
+    """`python -m service` on a free port, ready, for the length of the block; stopped after it."""
+    port = free_port()
+    process = start_server(model, port, env, replay)
+    try:
+        yield Served(process, port)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "mnist")
@@ -308,20 +328,15 @@ def main() -> None:
         modes = {"inference replayed": {}}
     results = []
     for mode, env in modes.items():
-        port = free_port()
-        server = start_server(args.model, port, env, replay=args.replay_inference)
-        try:
+        with serving(args.model, env, replay=args.replay_inference) as server:
             for case in CASES:
                 if mode == "batching off" and case == "GET /healthz":
                     continue
                 for concurrency in args.concurrency:
-                    row = measure(f"http://127.0.0.1:{port}", port, case, concurrency, args.seconds, server.pid,
+                    row = measure(server.url, server.port, case, concurrency, args.seconds, server.process.pid,
                                   args.load_generator)
                     results.append({"mode": mode, **row})
                     print(json.dumps(results[-1]), file=sys.stderr)
-        finally:
-            server.terminate()
-            server.wait()
     print("| mode | case | concurrency | req/s | images/s | p50 ms | p95 ms | p99 ms | avg batch | errors "
           "| server CPU ms/req | client CPU ms/req |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
