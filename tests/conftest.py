@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import socket
 import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -64,6 +67,40 @@ def model_dir(tmp_path_factory, trained_run) -> Path:
     result = run("export", str(trained_run), "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
+
+
+def dev_tool(name: str) -> str | None:
+    """A command of the dev extra (hadolint, kubectl, podman-compose, ...): this venv's own first, then PATH."""
+    return shutil.which(name, path=str(Path(PYTHON).parent)) or shutil.which(name)
+
+
+def traversals_across_a_signal(url: str, clients: int, signal: Callable[[], object],
+                                after_s: float) -> tuple[list[int], bool, float]:
+    """`clients` traversals of 1,024 images each, on connections opened beforehand (as a load balancer's pooled
+    ones are), with `signal()` called `after_s` seconds after they were sent, while they still run.
+
+    Returns their statuses, whether any finished after the signal (it came while they were in flight), and when
+    the signal was sent (time.monotonic()).
+    """
+    params = {"code": "2", "rows": 32, "steps": 32}
+    connections = [httpx.Client(base_url=url, timeout=60) for _ in range(clients)]
+    try:
+        for http in connections:
+            http.get("/healthz")
+
+        def traverse(http: httpx.Client) -> tuple[int, float]:
+            return http.get("/traverse", params=params).status_code, time.monotonic()
+
+        with ThreadPoolExecutor(clients) as pool:
+            answers = [pool.submit(traverse, http) for http in connections]
+            time.sleep(after_s)
+            signalled = time.monotonic()
+            signal()
+            results = [answer.result() for answer in answers]
+    finally:
+        for http in connections:
+            http.close()
+    return [status for status, _ in results], any(finished > signalled for _, finished in results), signalled
 
 
 def free_port() -> int:

@@ -12,19 +12,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
-from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, dev_tool, free_port, traversals_across_a_signal
 from tests.test_docker import compose
 
 CONTAINERS_CONF = os.environ.get("CONTAINERS_CONF", str(ROOT / "docker" / "podman" / "containers.conf"))
@@ -54,12 +51,6 @@ def why_podman_cannot_run() -> str | None:
 
 REASON = why_podman_cannot_run()
 pytestmark = pytest.mark.skipif(REASON is not None and not REQUIRED, reason=str(REASON))
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    assert found, f"{name} is missing: it is part of the dev extra (pip install -e '.[dev]')"
-    return found
 
 
 def wait_ready(url: str, container: str, seconds: float = 120) -> None:
@@ -152,37 +143,27 @@ def test_sigterm_lets_in_flight_requests_finish_and_the_container_exit_within_th
     name, grace = f"infogan-test-sigterm-{os.getpid()}", 15
     url = start(image, name, free_port(), *LOCKED_DOWN, "--env", f"SHUTDOWN_GRACE_S={grace}",
                 "--env", "MAX_QUEUE_WAIT_S=60")
-    clients = [httpx.Client(base_url=url, timeout=60) for _ in range(8)]
-    for http in clients:
-        http.get("/healthz")
-
-    def traverse(http: httpx.Client) -> tuple[int, float]:  # 1,024 images: still running when SIGTERM comes
-        response = http.get("/traverse", params={"code": "slant", "rows": 32, "steps": 32})
-        return response.status_code, time.monotonic()
-
     try:
-        with ThreadPoolExecutor(len(clients)) as pool:
-            answers = [pool.submit(traverse, http) for http in clients]
-            time.sleep(0.3)
-            signalled = time.monotonic()
+        def sigterm() -> None:
             assert podman("kill", "--signal", "TERM", name).returncode == 0
-            results = [answer.result() for answer in answers]
+
+        statuses, in_flight, signalled = traversals_across_a_signal(url, 8, sigterm, after_s=0.3)
         waited = podman("wait", name, timeout=grace + 30)
         exited = time.monotonic() - signalled
         # uvicorn re-raises the signal once it has shut down cleanly: 143 (128 + SIGTERM) reads as a clean exit
         assert waited.returncode == 0 and waited.stdout.strip() in ("0", "143"), waited.stdout + waited.stderr
-        assert [status for status, _ in results] == [200] * len(clients)
-        assert any(finished > signalled for _, finished in results)  # some were in flight when the signal came
+        assert statuses == [200] * 8
+        assert in_flight  # some were in flight when the signal came
         assert exited < grace, f"the container took {exited:.1f} s to exit"
     finally:
-        for http in clients:
-            http.close()
         podman("rm", "--force", name)
 
 
 def test_compose_runs_the_cpu_service_with_its_ports_environment_volumes_and_healthcheck(image):
     project, port = f"infogan-test-{os.getpid()}", free_port()
-    podman_compose = [tool("podman-compose"), "--project-name", project, *COMPOSE_FILES]
+    found = dev_tool("podman-compose")
+    assert found, "podman-compose is missing: it is part of the dev extra (pip install -e '.[dev]')"
+    podman_compose = [found, "--project-name", project, *COMPOSE_FILES]
     env = {**PODMAN_ENV, "HOST_PORT": str(port)}
     up = subprocess.run([*podman_compose, "up", "--detach", "--no-build", "api"], capture_output=True, text=True,
                         timeout=300, env=env, cwd=ROOT)

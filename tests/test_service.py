@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -23,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.conftest import ROOT, Server, run
+from tests.conftest import ROOT, Server, run, traversals_across_a_signal
 
 JSON = {"accept": "application/json"}
 
@@ -451,30 +450,15 @@ def test_schemathesis_finds_nothing_with_every_check(server, tmp_path):
 
 def test_sigterm_lets_in_flight_requests_finish_then_exits(model_dir):
     server = Server(model_dir, WORKERS="1", SHUTDOWN_GRACE_S="20", MAX_QUEUE_WAIT_S="60")  # all admitted
-    params = {"code": "c2", "rows": 32, "steps": 32}  # 1,024 images each: still running when SIGTERM comes
-    clients = [httpx.Client(base_url=server.url, timeout=60) for _ in range(12)]
-    for http in clients:  # connected before the signal, as a load balancer's pooled connections are
-        http.get("/healthz")
-
-    def traverse(http: httpx.Client) -> tuple[int, float]:
-        response = http.get("/traverse", params=params)
-        return response.status_code, time.monotonic()
-
-    with ThreadPoolExecutor(len(clients)) as pool:
-        answers = [pool.submit(traverse, http) for http in clients]
-        time.sleep(0.2)
-        signalled = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        results = [answer.result() for answer in answers]
-    assert [status for status, _ in results] == [200] * len(clients)
-    assert any(finished > signalled for _, finished in results)  # some were in flight when the signal came
+    statuses, in_flight, signalled = traversals_across_a_signal(
+        server.url, 12, lambda: server.process.send_signal(signal.SIGTERM), after_s=0.2)
+    assert statuses == [200] * 12
+    assert in_flight  # some were in flight when the signal came
     # uvicorn re-raises the signal once it has shut down cleanly, so the exit reads as "terminated by SIGTERM"
     assert server.process.wait(timeout=30) in (0, -signal.SIGTERM) and time.monotonic() - signalled < 20
     assert "Finished server process" in server.process.stdout.read()
     with pytest.raises(httpx.TransportError):  # gone: no new connections
         httpx.get(server.url + "/healthz", timeout=2)
-    for http in clients:
-        http.close()
 
 
 def test_a_client_that_disconnects_takes_its_queued_work_with_it(model_dir):
