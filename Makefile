@@ -58,8 +58,8 @@ test-containers: $(BIN)/.installed container-deps  ## build the CPU image with p
 
 # The GPU image (about 4 GB) without a GPU: its CUDA libraries resolve and only the device is missing.
 check-gpu-image:  ## build the GPU image with podman and check it; output in docs/gpu-image-check.txt
-	image=$$(docker/podman-build.sh gpu | tail -n 1) \
-	&& CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/docker/podman/containers.conf} podman run --rm --no-healthcheck \
+	image=$$(docker/podman-build.sh gpu) || exit $$?; \
+	CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/docker/podman/containers.conf} podman run --rm --no-healthcheck \
 	   --read-only --cap-drop ALL --volume $(CURDIR)/docker/check_gpu_image.py:/check_gpu_image.py:ro "$$image" \
 	   python /check_gpu_image.py > docs/gpu-image-check.txt; status=$$?; cat docs/gpu-image-check.txt; exit $$status
 
