@@ -50,6 +50,12 @@ class Config:
     # Epochs of plain InfoGAN before that regulariser switches on: from the start it cost the categorical
     # code 10-50 points of accuracy (docs/RESULTS.md), so it may wait until the digits have settled.
     cr_start_epoch: int = 0
+    # Not in the paper: Q reads the categorical codes of fakes only after a random change of style, so G cannot
+    # tell two values apart by slant or stroke alone and must make them differ in what survives (the digit).
+    # A shear of up to +-jitter_shear (0.3 is about one SD of MNIST's slant) and a blend towards a 3x3
+    # dilation or erosion of up to +-jitter_stroke (0.45 is about one SD of its thickness). 0 = off.
+    jitter_shear: float = 0.0
+    jitter_stroke: float = 0.0
     seed: int = 0
     checkpoint_every: int = 500  # steps
     log_every: int = 25  # steps between progress-bar updates (each one is a host sync on CUDA)

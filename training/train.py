@@ -54,6 +54,23 @@ def translate(images: torch.Tensor, max_shift: int, generator: torch.Generator) 
     return padded.permute(0, 2, 3, 1)[index, rows, columns].permute(0, 3, 1, 2)
 
 
+def jitter_style(images: torch.Tensor, max_shear: float, max_stroke: float, generator: torch.Generator) -> torch.Tensor:
+    """Each image sheared by its own random amount in [-max_shear, max_shear] (horizontal shift per row, about
+    the centre) and its strokes thickened or thinned: a blend of up to max_stroke towards a 3x3 dilation
+    (positive) or erosion (negative). Differentiable; the background (-1) fills in."""
+    batch = len(images)
+    shear, stroke = (torch.rand(2, batch, generator=generator, device=images.device) * 2 - 1) * torch.tensor(
+        [[max_shear], [max_stroke]], device=images.device)
+    stroke = stroke.view(batch, 1, 1, 1)
+    dilated, eroded = F.max_pool2d(images, 3, 1, 1), -F.max_pool2d(-images, 3, 1, 1)
+    images = images + stroke.clamp(min=0) * (dilated - images) + (-stroke).clamp(min=0) * (eroded - images)
+    theta = torch.zeros(batch, 2, 3, device=images.device, dtype=images.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 1] = shear
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images + 1, grid, align_corners=False) - 1  # zero padding of images + 1 is background
+
+
 # ---------------------------------------------------------------------------------------------- losses
 
 
@@ -184,6 +201,7 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
     a host sync (the last is 0 unless the regulariser is on).
     """
     generator, discriminator, opt_g, opt_d = networks
+    jitter = bool(layout.categorical) and (config.jitter_shear > 0 or config.jitter_stroke > 0)
     noise, categorical, continuous = sample_latents(layout, len(real), rng, real.device.type)
     with autocast:
         fake = generator(noise, categorical, continuous)
@@ -191,9 +209,12 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
         unshifted = fake
         if config.translate:  # the same shifts serve D's step and G's step
             real, fake = translate(real, config.translate, rng), translate(fake, config.translate, rng)
+        jittered = jitter_style(fake, config.jitter_shear, config.jitter_stroke, rng) if jitter else None
         # D and Q step: L_I on detached fakes trains the shared trunk and Q's head.
         d_real = discriminator(real)[0]
         d_fake, cat_logits, mean, log_sigma = discriminator(fake.detach())
+        if jittered is not None:  # the categorical codes are read from the restyled fakes
+            cat_logits = discriminator(jittered.detach())[1]
         loss_d = gan_losses(d_real, d_fake)
         ce, nll = information_loss(layout, cat_logits, mean, log_sigma, categorical, continuous)
         loss_dq = loss_d + config.lambda_cat * ce + config.lambda_cont * nll
@@ -209,6 +230,8 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
     discriminator.requires_grad_(False)
     with autocast:
         d_fake, cat_logits, mean, log_sigma = discriminator(fake)
+        if jittered is not None:
+            cat_logits = discriminator(jittered)[1]
         ce_g, nll_g = information_loss(layout, cat_logits, mean, log_sigma, categorical, continuous)
         loss_g = generator_loss(d_fake)
         loss_total_g = loss_g + config.lambda_cat * ce_g + config.lambda_cont * nll_g
@@ -435,6 +458,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "continuous codes (Lin et al., 2020; not in the paper; default: the preset's, 0 = off)")
     parser.add_argument("--cr-start-epoch", type=at_least(0), help="epochs of plain InfoGAN before the contrastive "
                         "regulariser switches on (default 0: from the start)")
+    parser.add_argument("--jitter-shear", type=finite(0), help="Q reads the categorical codes of fakes after a "
+                        "random shear of up to this much (0.3 is about one SD of MNIST's slant; not in the paper; "
+                        "default: the preset's, 0 = off)")
+    parser.add_argument("--jitter-stroke", type=finite(0), help="... and a stroke blend towards a 3x3 dilation or "
+                        "erosion of up to this much (0.45 is about one SD of MNIST's thickness; at most 1; default 0 = off)")
     parser.add_argument("--lr-d", type=finite(0, inclusive=False), help="Adam learning rate of D and Q (default 2e-4)")
     parser.add_argument("--lr-g", type=finite(0, inclusive=False), help="Adam learning rate of G (default 1e-3)")
     parser.add_argument("--checkpoint-every", type=at_least(1), help="steps between checkpoints (default 500)")
@@ -449,6 +477,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "noise_dim": args.noise_dim, "noise": args.noise, "categorical": args.categorical,
         "continuous": args.continuous, "lambda_cont": args.lambda_cont, "learn_sigma": args.learn_sigma or None,
         "translate": args.translate, "cr_weight": args.cr_weight, "cr_start_epoch": args.cr_start_epoch,
+        "jitter_shear": args.jitter_shear, "jitter_stroke": args.jitter_stroke,
         "lr_d": args.lr_d, "lr_g": args.lr_g, "checkpoint_every": args.checkpoint_every,
     }
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
@@ -457,6 +486,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if config.cr_start_epoch and not (config.cr_weight > 0 and config.cr_start_epoch < config.epochs):
         raise ValueError(f"--cr-start-epoch {config.cr_start_epoch}: needs --cr-weight above 0 and fewer than the "
                          f"run's {config.epochs} epochs (else the regulariser never switches on)")
+    if config.jitter_stroke > 1:  # beyond a full dilation the blend overshoots the pixel range
+        raise ValueError(f"--jitter-stroke {config.jitter_stroke:g}: must be at most 1 (a full 3x3 dilation or erosion)")
+    if (config.jitter_shear or config.jitter_stroke) and not config.categorical:
+        raise ValueError("--jitter-shear/--jitter-stroke: only the categorical codes are read from restyled fakes, "
+                         "and the run has none")
     if config.translate >= config.image_size // 2:  # shifts of half the image leave D mostly background
         raise ValueError(f"--translate {config.translate}: must be under half the {config.image_size}-pixel image "
                          f"(at most {config.image_size // 2 - 1}; the mnist preset uses 2)")
