@@ -5,8 +5,11 @@ import math
 import torch
 from torch import nn
 
+from tests.conftest import ROOT
+from training.data import load_idx_dataset
+from training.disentangle import factors
 from training.model import PRESETS, Discriminator, Generator, init_weights, sample_latents
-from training.train import gan_losses, generator_loss, information_loss, translate
+from training.train import gan_losses, generator_loss, information_loss, jitter_style, translate
 
 CONFIG = PRESETS["tiny"]
 LAYOUT = CONFIG.layout()
@@ -116,3 +119,27 @@ def test_translate_passes_gradient_to_the_generator():
     images = torch.zeros(4, 1, 28, 28, requires_grad=True)
     translate(images, 3, torch.Generator().manual_seed(1)).sum().backward()
     assert images.grad.sum() > 0 and images.grad.max() == 1
+
+
+def test_jitter_style_shears_and_thickens_each_image_by_its_own_measured_amount():
+    heldout = load_idx_dataset(ROOT / "bench" / "data" / "mnist-heldout", "mnist")  # real digits the repo ships
+    digits = torch.from_numpy(heldout.images[:64]).float() / 127.5 - 1
+    before = factors(((digits + 1) / 2).numpy())
+    sheared = factors(((jitter_style(digits, 0.3, 0.0, torch.Generator().manual_seed(0)) + 1) / 2).numpy())
+    slant_change = sheared["slant"] - before["slant"]
+    assert abs(slant_change).max() <= 0.35 and slant_change.std() > 0.1  # up to +-0.3 each, drawn per image
+    assert slant_change.min() < -0.15 and slant_change.max() > 0.15
+
+    thickened = jitter_style(digits, 0.0, 1.0, torch.Generator().manual_seed(0))
+    stroke_change = factors(((thickened + 1) / 2).numpy())["thickness"] - before["thickness"]
+    assert stroke_change.min() < -0.3 and stroke_change.max() > 0.3  # thinner and bolder strokes
+    assert thickened.min() >= -1 and thickened.max() <= 1
+
+    unchanged = jitter_style(digits, 0.0, 0.0, torch.Generator().manual_seed(0))
+    assert torch.allclose(unchanged, digits, atol=1e-5)  # the background stays -1, nothing moves
+
+
+def test_jitter_style_passes_gradient_to_the_generator():
+    images = torch.zeros(4, 1, 28, 28, requires_grad=True)
+    jitter_style(images, 0.3, 0.45, torch.Generator().manual_seed(1)).sum().backward()
+    assert images.grad.abs().sum() > 0

@@ -33,7 +33,8 @@ def test_help_explains_every_option():
     result = run("training", "--help")
     assert result.returncode == 0
     for flag in ("--preset", "--data-dir", "--out", "--epochs", "--seed", "--device", "--resume", "--download",
-                 "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate", "--cr-weight", "--cr-start-epoch"):
+                 "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate", "--cr-weight", "--cr-start-epoch",
+                 "--jitter-shear", "--jitter-stroke"):
         assert flag in result.stdout
 
 
@@ -45,6 +46,7 @@ def test_help_explains_every_option():
     ("--lr-d", "nan", "must be a finite number > 0, got nan"),
     ("--lambda-cont", "inf", "must be a finite number >= 0, got inf"),
     ("--epochs", "ten", "invalid integer value: 'ten'"),
+    ("--jitter-shear", "-0.1", "must be a finite number >= 0, got -0.1"),
 ])
 def test_bad_flag_values_are_refused_naming_the_flag(tmp_path, capsys, flag, value, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -165,3 +167,20 @@ def test_contrastive_regulariser_needs_two_continuous_codes(tmp_path, capsys):
     assert "--cr-weight 1: needs at least 2 continuous codes" in capsys.readouterr().err
     assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--cr-start-epoch", "5"]) == 2
     assert "--cr-start-epoch 5: needs --cr-weight above 0" in capsys.readouterr().err
+
+
+def test_style_jitter_is_kept_by_the_checkpoint_and_refused_where_it_cannot_act(tmp_path, digits_dir, capsys):
+    out = tmp_path / "run"
+    result = run("training", "--preset", "tiny", "--data-dir", str(digits_dir), "--out", str(out), "--epochs", "1",
+                 "--jitter-shear", "0.3", "--jitter-stroke", "0.45")
+    assert result.returncode == 0, result.stderr
+    config = load_checkpoint(out / "checkpoint.pt")["config"]
+    assert (config.jitter_shear, config.jitter_stroke) == (0.3, 0.45)  # a resumed run keeps them
+    assert 0 <= json.loads(result.stdout)["accuracy"] <= 1
+
+    assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "x"), "--jitter-stroke", "1.5"]) == 2
+    assert "--jitter-stroke 1.5: must be at most 1" in capsys.readouterr().err
+    assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "x"), "--jitter-shear", "0.3",
+                       "--categorical", ""]) == 2
+    assert "the run has none" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -374,7 +374,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             metrics["code_effects"] = code_effects(generator, layout, scale, device, seed=config.seed)
         metrics["alarms"] = alarms(layout, epoch + 1, loss_d_avg, metrics, bound - ce_avg)
         for alarm in metrics["alarms"]:
-            bar.write(f"WARNING epoch {epoch + 1}: {alarm}")
+            bar.write(f"WARNING epoch {epoch + 1}: {alarm}", file=sys.stderr)  # stdout holds only the final JSON
             log.warning("epoch %d: %s", epoch + 1, alarm)
         history.append(metrics)
         log.info("epoch %d %s", epoch + 1, json.dumps({k: v for k, v in metrics.items() if k != "alarms"}))
