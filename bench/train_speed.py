@@ -1,24 +1,29 @@
 """Training throughput of a preset: images/s over timed steps after a warm-up, on synthetic data.
 
     python bench/train_speed.py [--preset mnist] [--device auto|cpu|cuda] [--steps 50] [--epoch-images 60000]
+    python bench/train_speed.py --jitter-shear 0.3 --jitter-stroke 0.45   # the cost of the style jitter
 
-With --epoch-images it also times one full epoch of that many images (data resident on the device).
+With --epoch-images it also times one full epoch of that many images (data resident on the device). With
+--jitter-shear/--jitter-stroke it times the preset with and without them in the same run, alternating rounds,
+and prints both and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.model import PRESETS
+from training.model import PRESETS, Config
 from training.train import autocast_for, build_networks, pick_device, train_step
 
 
@@ -34,16 +39,51 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="timed steps")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--epoch-images", type=int, default=0, help="also time one epoch of this many images")
+    parser.add_argument("--jitter-shear", type=float, default=0.0, help="compare with this style jitter (training's flag)")
+    parser.add_argument("--jitter-stroke", type=float, default=0.0, help="compare with this style jitter (training's flag)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the comparison (default 3)")
     args = parser.parse_args()
     device = pick_device(args.device)
     config = PRESETS[args.preset]
+    shape = (config.image_channels, config.image_size, config.image_size)
+    images = torch.randint(0, 256, (max(args.epoch_images, config.batch_size * 4), *shape), dtype=torch.uint8,
+                           device=device)
+    result = {
+        "preset": args.preset, "device": device, "batch_size": config.batch_size,
+        "hardware": torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or 'cpu'}, "
+        f"{torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+    }
+    if args.jitter_shear or args.jitter_stroke:
+        jittered = dataclasses.replace(config, jitter_shear=args.jitter_shear, jitter_stroke=args.jitter_stroke)
+        timers = [stepper(config, device, images), stepper(jittered, device, images)]
+        for timer in timers:
+            timer(args.warmup)
+        seconds = [0.0, 0.0]
+        for _ in range(args.rounds):
+            for i, timer in enumerate(timers):
+                seconds[i] += timer(args.steps)
+        plain, with_jitter = (round(args.rounds * args.steps * config.batch_size / s, 1) for s in seconds)
+        result.update({"images_per_s": plain, "jitter": [args.jitter_shear, args.jitter_stroke],
+                       "jitter_images_per_s": with_jitter, "step_time_ratio": round(plain / with_jitter, 3)})
+        print(json.dumps(result))
+        return
+    run = stepper(config, device, images)
+    run(args.warmup)
+    seconds = run(args.steps)
+    result["images_per_s"] = round(args.steps * config.batch_size / seconds, 1)
+    if args.epoch_images:
+        result["epoch_images"] = args.epoch_images
+        result["epoch_seconds"] = round(run(args.epoch_images // config.batch_size), 2)
+    print(json.dumps(result))
+
+
+def stepper(config: Config, device: str, images: torch.Tensor) -> Callable[[int], float]:
+    """A function that runs that many training steps of the config on fresh networks and returns the seconds."""
     layout = config.layout()
     networks = build_networks(config, device)
     rng = torch.Generator(device).manual_seed(0)
     autocast = autocast_for(device)
-    shape = (config.image_channels, config.image_size, config.image_size)
-    images = torch.randint(0, 256, (max(args.epoch_images, config.batch_size * 4), *shape), dtype=torch.uint8,
-                           device=device)
 
     def run(steps: int) -> float:
         synchronize(device)
@@ -55,18 +95,7 @@ def main() -> None:
         synchronize(device)
         return time.perf_counter() - started
 
-    run(args.warmup)
-    seconds = run(args.steps)
-    result = {
-        "preset": args.preset, "device": device, "batch_size": config.batch_size,
-        "hardware": torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or 'cpu'}, "
-        f"{torch.get_num_threads()} threads",
-        "torch": torch.__version__, "images_per_s": round(args.steps * config.batch_size / seconds, 1),
-    }
-    if args.epoch_images:
-        result["epoch_images"] = args.epoch_images
-        result["epoch_seconds"] = round(run(args.epoch_images // config.batch_size), 2)
-    print(json.dumps(result))
+    return run
 
 
 if __name__ == "__main__":
