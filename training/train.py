@@ -201,7 +201,7 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
     a host sync (the last is 0 unless the regulariser is on).
     """
     generator, discriminator, opt_g, opt_d = networks
-    jitter = bool(layout.categorical) and (config.jitter_shear > 0 or config.jitter_stroke > 0)
+    jitter = config.jitter_shear > 0 or config.jitter_stroke > 0
     noise, categorical, continuous = sample_latents(layout, len(real), rng, real.device.type)
     with autocast:
         fake = generator(noise, categorical, continuous)
