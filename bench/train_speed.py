@@ -54,27 +54,27 @@ def main() -> None:
         f"{torch.get_num_threads()} threads",
         "torch": torch.__version__,
     }
-    if args.jitter_shear or args.jitter_stroke:
+    timers = {"images_per_s": stepper(config, device, images)}
+    compare = bool(args.jitter_shear or args.jitter_stroke)
+    if compare:
         jittered = dataclasses.replace(config, jitter_shear=args.jitter_shear, jitter_stroke=args.jitter_stroke)
-        timers = [stepper(config, device, images), stepper(jittered, device, images)]
-        for timer in timers:
-            timer(args.warmup)
-        seconds = [0.0, 0.0]
-        for _ in range(args.rounds):
-            for i, timer in enumerate(timers):
-                seconds[i] += timer(args.steps)
-        plain, with_jitter = (round(args.rounds * args.steps * config.batch_size / s, 1) for s in seconds)
-        result.update({"images_per_s": plain, "jitter": [args.jitter_shear, args.jitter_stroke],
-                       "jitter_images_per_s": with_jitter, "step_time_ratio": round(plain / with_jitter, 3)})
-        print(json.dumps(result))
-        return
-    run = stepper(config, device, images)
-    run(args.warmup)
-    seconds = run(args.steps)
-    result["images_per_s"] = round(args.steps * config.batch_size / seconds, 1)
+        timers["jitter_images_per_s"] = stepper(jittered, device, images)
+    rounds = args.rounds if compare else 1
+    for timer in timers.values():
+        timer(args.warmup)
+    seconds = dict.fromkeys(timers, 0.0)
+    for _ in range(rounds):  # alternating, so a change in the machine's speed falls on both sides alike
+        for key, timer in timers.items():
+            seconds[key] += timer(args.steps)
+    speeds = {key: round(rounds * args.steps * config.batch_size / s, 1) for key, s in seconds.items()}
+    result["images_per_s"] = speeds["images_per_s"]
+    if compare:
+        result.update({"jitter": [args.jitter_shear, args.jitter_stroke],
+                       "jitter_images_per_s": speeds["jitter_images_per_s"],
+                       "step_time_ratio": round(speeds["images_per_s"] / speeds["jitter_images_per_s"], 3)})
     if args.epoch_images:
         result["epoch_images"] = args.epoch_images
-        result["epoch_seconds"] = round(run(args.epoch_images // config.batch_size), 2)
+        result["epoch_seconds"] = round(timers["images_per_s"](args.epoch_images // config.batch_size), 2)
     print(json.dumps(result))
 
 
