@@ -29,7 +29,7 @@ lint: $(BIN)/.installed
 serve: $(BIN)/.installed  ## the API on http://127.0.0.1:8000 with the embedded model (no Docker)
 	$(BIN)/python -m service
 
-model: $(BIN)/.installed  ## retrain and re-export the embedded default model (models/mnist)
+model: $(BIN)/.installed  ## retrain models/mnist from the mnist preset, export and align it (SEED=N)
 	$(BIN)/python -m training --preset mnist --data-dir $(DATA) --out runs/mnist-seed$(SEED) --seed $(SEED)
 	$(BIN)/python -m export runs/mnist-seed$(SEED) --out models/mnist --name infogan-mnist --precision fp16
 	$(BIN)/python -m export.align models/mnist --data-dir $(DATA)
