@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import PYTHON, ROOT, run
-from training.checkpoint import load_checkpoint
+from training.checkpoint import load_checkpoint, load_networks
 from training.model import PRESETS
 from training.train import alarms
 from training.train import main as train_main
@@ -34,7 +34,7 @@ def test_help_explains_every_option():
     assert result.returncode == 0
     for flag in ("--preset", "--data-dir", "--out", "--epochs", "--seed", "--device", "--resume", "--download",
                  "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate", "--cr-weight", "--cr-start-epoch",
-                 "--jitter-shear", "--jitter-stroke"):
+                 "--jitter-shear", "--jitter-stroke", "--ema-decay"):
         assert flag in result.stdout
 
 
@@ -47,6 +47,7 @@ def test_help_explains_every_option():
     ("--lambda-cont", "inf", "must be a finite number >= 0, got inf"),
     ("--epochs", "ten", "invalid integer value: 'ten'"),
     ("--jitter-shear", "-0.1", "must be a finite number >= 0, got -0.1"),
+    ("--ema-decay", "-1", "must be a finite number >= 0, got -1"),
 ])
 def test_bad_flag_values_are_refused_naming_the_flag(tmp_path, capsys, flag, value, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -73,7 +74,8 @@ def test_latent_layout_from_flags(tmp_path, digits_dir):
 
 def final_state(run_dir):
     state = load_checkpoint(run_dir / "checkpoint.pt")
-    weights = {**state["generator"], **{f"d.{k}": v for k, v in state["discriminator"].items()}}
+    networks = ("generator", "discriminator", "generator_average", "discriminator_average")
+    weights = {f"{net}.{k}": v for net in networks for k, v in state.get(net, {}).items()}
     return state, weights
 
 
@@ -83,8 +85,9 @@ ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, digits_dir):
     # --translate: the shifts draw from the same RNG stream as the latents, so resume must restore it for both.
+    # --ema-decay: the weight average is state of its own, which resume must restore too.
     common = ["--preset", "tiny", "--data-dir", str(digits_dir), "--epochs", "8", "--checkpoint-every", "2",
-              "--seed", "3", "--device", "cpu", "--translate", "2"]
+              "--seed", "3", "--device", "cpu", "--translate", "2", "--ema-decay", "0.9"]
     straight = run("training", *common, "--out", str(tmp_path / "straight"), env=ONE_THREAD)
     assert straight.returncode == 0, straight.stderr
 
@@ -113,7 +116,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, digits_dir):
             s["step"].item() for s in state_b[opt]["state"].values()]
     # The weights match to float noise. A lost RNG or optimizer state moves them by about a learning rate
     # (1e-3) per step instead (checked by hand when this test was written), far outside this tolerance.
-    assert weights_a.keys() == weights_b.keys()
+    assert weights_a.keys() == weights_b.keys() and any(name.startswith("generator_average.") for name in weights_a)
     for name in weights_a:
         torch.testing.assert_close(weights_b[name], weights_a[name], rtol=1e-4, atol=1e-5,
                                    msg=lambda detail, name=name: f"{name}: {detail}")
@@ -183,4 +186,27 @@ def test_style_jitter_is_kept_by_the_checkpoint_and_refused_where_it_cannot_act(
     assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "x"), "--jitter-shear", "0.3",
                        "--categorical", ""]) == 2
     assert "the run has none" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_weight_average_is_what_the_run_measures_and_exports(tmp_path, digits_dir, capsys):
+    out = tmp_path / "run"
+    result = run("training", "--preset", "tiny", "--data-dir", str(digits_dir), "--out", str(out), "--epochs", "2",
+                 "--ema-decay", "0.9")
+    assert result.returncode == 0, result.stderr
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["config"].ema_decay == 0.9
+    generator, discriminator = load_networks(state)
+    for network, name in ((generator, "generator"), (discriminator, "discriminator")):
+        weights = network.state_dict()
+        assert all(torch.equal(weights[k], v) for k, v in state[f"{name}_average"].items())
+        assert not all(torch.equal(weights[k], v) for k, v in state[name].items())  # not the last trained weights
+    # The epoch's metrics were measured on the same networks that evaluate (and export) load.
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    evaluated = json.loads(run("training.evaluate", str(out), "--data-dir", str(digits_dir), "--json").stdout)
+    assert evaluated["accuracy"] == last["accuracy"] and evaluated["label_map"] == json.loads(
+        (out / "label_map.json").read_text())
+
+    assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "x"), "--ema-decay", "1"]) == 2
+    assert "--ema-decay 1: must be below 1" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -62,12 +62,13 @@ def load_checkpoint(path: Path, device: str = "cpu") -> dict:
 
 
 def load_networks(state: dict, device: str = "cpu") -> tuple[Generator, Discriminator]:
-    """Rebuilds G and D from a loaded checkpoint, in inference mode."""
+    """Rebuilds the G and D a run exports from a loaded checkpoint (their weight averages where the run keeps
+    them), in inference mode."""
     config = state["config"]
     generator, discriminator = Generator(config).to(device), Discriminator(config).to(device)
     try:
-        generator.load_state_dict(state["generator"])
-        discriminator.load_state_dict(state["discriminator"])
+        generator.load_state_dict(state.get("generator_average", state["generator"]))
+        discriminator.load_state_dict(state.get("discriminator_average", state["discriminator"]))
     except (KeyError, RuntimeError) as error:
         raise CheckpointError(f"incompatible checkpoint: weights do not fit the {config.preset} network ({error})") from None
     return generator.eval(), discriminator.eval()

@@ -56,6 +56,10 @@ class Config:
     # dilation or erosion of up to +-jitter_stroke (0.45 is about one SD of its thickness). 0 = off.
     jitter_shear: float = 0.0
     jitter_stroke: float = 0.0
+    # Not in the paper: the networks a run exports and measures are an exponential moving average of the
+    # trained weights (Yazici et al., 2019; as StyleGAN and BigGAN do for G), so a model is not one noisy point
+    # of the GAN's oscillation. The decay per step; 0 = off (the last trained weights).
+    ema_decay: float = 0.0
     seed: int = 0
     checkpoint_every: int = 500  # steps
     log_every: int = 25  # steps between progress-bar updates (each one is a host sync on CUDA)

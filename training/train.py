@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -20,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from infogan.images import png_bytes, tile, to_uint8
@@ -187,6 +189,27 @@ def build_networks(config: Config, device: str) -> Networks:
     return Networks(generator, discriminator, opt_g, opt_d)
 
 
+def average_copy(module: nn.Module) -> nn.Module:
+    """A frozen copy of `module` whose weights will follow the trained ones as their moving average."""
+    return copy.deepcopy(module).requires_grad_(False)
+
+
+def average_decay(decay: float, step: int) -> float:
+    """The decay ramps up over the first steps (as TensorFlow's ExponentialMovingAverage does with
+    num_updates), so that in a short run too the average forgets the random initial weights."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_average(average: nn.Module, live: nn.Module, decay: float) -> None:
+    """average = decay * average + (1 - decay) * live, weight by weight. BatchNorm's statistics are copied:
+    they already are running averages, of the live weights' activations."""
+    for mean, weight in zip(average.parameters(), live.parameters()):
+        mean.lerp_(weight, 1 - decay)
+    for kept, buffer in zip(average.buffers(), live.buffers()):
+        kept.copy_(buffer)
+
+
 def autocast_for(device: str) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA (no loss scaling needed), full precision elsewhere."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
@@ -294,6 +317,9 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
     layout = config.layout()
     networks = build_networks(config, device)
     generator, discriminator, opt_g, opt_d = networks
+    # The networks the run measures each epoch and exports: the weight average where the run keeps one.
+    averaged = (average_copy(generator), average_copy(discriminator)) if config.ema_decay else None
+    measured_g, measured_d = averaged or (generator, discriminator)
     rng = torch.Generator(device).manual_seed(config.seed)
     images = torch.from_numpy(dataset.images).to(device)  # resident on the device: no loader, no copies
     steps_per_epoch = len(images) // config.batch_size
@@ -310,6 +336,9 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         discriminator.load_state_dict(state["discriminator"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
+        if averaged:
+            measured_g.load_state_dict(state["generator_average"])
+            measured_d.load_state_dict(state["discriminator_average"])
         rng.set_state(state["rng"].cpu())  # generator states are CPU byte tensors, CUDA generators too
         step, elapsed, sums = state["step"], state["elapsed"], state["sums"].to(device)
         if len(sums) == 5:  # a checkpoint from before the pair loss: its sum is 0
@@ -325,6 +354,8 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": rng.get_state(), "sums": sums,
             "history": history, "dataset": dataset.name, "commands": commands,
+            **({"generator_average": measured_g.state_dict(), "discriminator_average": measured_d.state_dict()}
+               if averaged else {}),
         })
 
     autocast = autocast_for(device)
@@ -343,6 +374,10 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             batch = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
             real = scaled(images[batch])
             losses = train_step(config, layout, networks, real, rng, autocast, contrastive)
+            if averaged:
+                decay = average_decay(config.ema_decay, step)
+                update_average(measured_g, generator, decay)
+                update_average(measured_d, discriminator, decay)
 
             sums += torch.cat([losses, torch.ones(1, device=device)])
             step += 1
@@ -362,7 +397,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         sums.zero_()
         bound = layout.categorical_entropy
         elapsed = time.perf_counter() - started
-        real_metrics, labels = code_metrics(discriminator, dataset, images)
+        real_metrics, labels = code_metrics(measured_d, dataset, images)
         metrics = {
             "epoch": epoch + 1, "step": step, "loss_d": loss_d_avg, "loss_g": loss_g_avg,
             "info_cat_nats": bound - ce_avg, "info_cat_bound_nats": bound, "cont_nll": nll_avg,
@@ -371,14 +406,14 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         if discriminator.pair_classifier:
             metrics["pair_ce"] = pair_ce_avg
         if layout.continuous:
-            metrics["code_effects"] = code_effects(generator, layout, scale, device, seed=config.seed)
+            metrics["code_effects"] = code_effects(measured_g, layout, scale, device, seed=config.seed)
         metrics["alarms"] = alarms(layout, epoch + 1, loss_d_avg, metrics, bound - ce_avg)
         for alarm in metrics["alarms"]:
             bar.write(f"WARNING epoch {epoch + 1}: {alarm}", file=sys.stderr)  # stdout holds only the final JSON
             log.warning("epoch %d: %s", epoch + 1, alarm)
         history.append(metrics)
         log.info("epoch %d %s", epoch + 1, json.dumps({k: v for k, v in metrics.items() if k != "alarms"}))
-        for name, png in sample_grids(generator, device, config.seed).items():
+        for name, png in sample_grids(measured_g, device, config.seed).items():
             (out_dir / "samples" / f"epoch_{epoch + 1:03d}_{name}.png").write_bytes(png)
         if labels:
             layout = layout.with_labels(layout.categorical[0].name, labels)
@@ -463,6 +498,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "default: the preset's, 0 = off)")
     parser.add_argument("--jitter-stroke", type=finite(0), help="... and a stroke blend towards a 3x3 dilation or "
                         "erosion of up to this much (0.45 is about one SD of MNIST's thickness; at most 1; default 0 = off)")
+    parser.add_argument("--ema-decay", type=finite(0), help="measure and export a moving average of the weights "
+                        "with this decay per step, e.g. 0.999 (not in the paper; default: the preset's, 0 = the last "
+                        "weights)")
     parser.add_argument("--lr-d", type=finite(0, inclusive=False), help="Adam learning rate of D and Q (default 2e-4)")
     parser.add_argument("--lr-g", type=finite(0, inclusive=False), help="Adam learning rate of G (default 1e-3)")
     parser.add_argument("--checkpoint-every", type=at_least(1), help="steps between checkpoints (default 500)")
@@ -477,7 +515,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "noise_dim": args.noise_dim, "noise": args.noise, "categorical": args.categorical,
         "continuous": args.continuous, "lambda_cont": args.lambda_cont, "learn_sigma": args.learn_sigma or None,
         "translate": args.translate, "cr_weight": args.cr_weight, "cr_start_epoch": args.cr_start_epoch,
-        "jitter_shear": args.jitter_shear, "jitter_stroke": args.jitter_stroke,
+        "jitter_shear": args.jitter_shear, "jitter_stroke": args.jitter_stroke, "ema_decay": args.ema_decay,
         "lr_d": args.lr_d, "lr_g": args.lr_g, "checkpoint_every": args.checkpoint_every,
     }
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
@@ -491,6 +529,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if (config.jitter_shear or config.jitter_stroke) and not config.categorical:
         raise ValueError("--jitter-shear/--jitter-stroke: only the categorical codes are read from restyled fakes, "
                          "and the run has none")
+    if config.ema_decay >= 1:  # a decay of 1 never leaves the initial weights
+        raise ValueError(f"--ema-decay {config.ema_decay:g}: must be below 1 (e.g. 0.999)")
     if config.translate >= config.image_size // 2:  # shifts of half the image leave D mostly background
         raise ValueError(f"--translate {config.translate}: must be under half the {config.image_size}-pixel image "
                          f"(at most {config.image_size // 2 - 1}; the mnist preset uses 2)")
