@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from heldout import ROOT, measure
+from heldout import ROOT, lower_share, measure
 
 from training.data import load_dataset
 from training.disentangle import reference_scale
@@ -69,10 +69,6 @@ def evaluate(run: Path, data_dir: Path, heldout: tuple, draws: int) -> dict:
 
 def shares(result: dict) -> str:
     return ", ".join(f"{name} {e['share']:.2f} ({e['factor'] or 'none'})" for name, e in result["codes"].items())
-
-
-def lower_share(result: dict) -> float:
-    return min(e["share"] for e in result["codes"].values())
 
 
 def table(rows: list[dict]) -> str:
