@@ -190,11 +190,21 @@ def test_style_jitter_is_kept_by_the_checkpoint_and_refused_where_it_cannot_act(
 
 
 def test_weight_average_is_what_the_run_measures_and_exports(tmp_path, digits_dir, capsys):
-    out = tmp_path / "run"
-    result = run("training", "--preset", "tiny", "--data-dir", str(digits_dir), "--out", str(out), "--epochs", "2",
-                 "--ema-decay", "0.9")
+    out, plain = tmp_path / "run", tmp_path / "plain"
+    common = ["--preset", "tiny", "--data-dir", str(digits_dir), "--epochs", "2", "--seed", "3", "--device", "cpu"]
+    result = run("training", *common, "--out", str(out), "--ema-decay", "0.9", env=ONE_THREAD)
     assert result.returncode == 0, result.stderr
+    assert run("training", *common, "--out", str(plain), env=ONE_THREAD).returncode == 0
     state = load_checkpoint(out / "checkpoint.pt")
+    # The average is only watched: a run with it trains exactly the weights the same run without it trains,
+    # so one run compares the two models on one training path.
+    _, with_average = final_state(out)
+    _, without = final_state(plain)
+    trained = [name for name in with_average if not name.split(".")[0].endswith("_average")]
+    assert trained and sorted(trained) == sorted(without)
+    for name in trained:
+        torch.testing.assert_close(with_average[name], without[name], rtol=0, atol=0,
+                                   msg=lambda detail, name=name: f"{name}: {detail}")
     assert state["config"].ema_decay == 0.9
     generator, discriminator = load_networks(state)
     for network, name in ((generator, "generator"), (discriminator, "discriminator")):
