@@ -219,4 +219,22 @@ def test_weight_average_is_what_the_run_measures_and_exports(tmp_path, digits_di
 
     assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "x"), "--ema-decay", "1"]) == 2
     assert "--ema-decay 1: must be below 1" in capsys.readouterr().err
+
+    # training.without_average turns the run into the one without the average: what `plain` wrote at its end.
+    split = tmp_path / "split"
+    result = run("training.without_average", str(out), "--out", str(split), "--data-dir", str(digits_dir), env=ONE_THREAD)
+    assert result.returncode == 0, result.stderr
+    split_state, split_weights = final_state(split)
+    plain_state, plain_weights = final_state(plain)
+    assert split_state["config"] == plain_state["config"] and split_weights.keys() == plain_weights.keys()
+    assert all(torch.equal(split_weights[name], plain_weights[name]) for name in plain_weights)
+    assert (split / "label_map.json").read_text() == (plain / "label_map.json").read_text()
+    assert split_state["layout"] == plain_state["layout"]
+    for key in ("accuracy", "nmi", "unused_values", "code_effects"):
+        assert split_state["history"][-1][key] == plain_state["history"][-1][key], key
+    assert split_state["commands"][-1].startswith("python -m training.without_average")
+    refused = run("training.without_average", str(plain), "--out", str(tmp_path / "y"), "--data-dir", str(digits_dir))
+    assert refused.returncode == 2 and "keeps no weight average" in refused.stderr
+    refused = run("training.without_average", str(out), "--out", str(out), "--data-dir", str(digits_dir))
+    assert refused.returncode == 2 and "--out" in refused.stderr and "the run itself" in refused.stderr
     assert not (tmp_path / "x").exists()
