@@ -230,11 +230,18 @@ def test_weight_average_is_what_the_run_measures_and_exports(tmp_path, digits_di
     assert all(torch.equal(split_weights[name], plain_weights[name]) for name in plain_weights)
     assert (split / "label_map.json").read_text() == (plain / "label_map.json").read_text()
     assert split_state["layout"] == plain_state["layout"]
-    for key in ("accuracy", "nmi", "unused_values", "code_effects"):
+    for key in ("accuracy", "nmi", "unused_values", "code_effects", "alarms"):
         assert split_state["history"][-1][key] == plain_state["history"][-1][key], key
     assert split_state["commands"][-1].startswith("python -m training.without_average")
     refused = run("training.without_average", str(plain), "--out", str(tmp_path / "y"), "--data-dir", str(digits_dir))
     assert refused.returncode == 2 and "keeps no weight average" in refused.stderr
     refused = run("training.without_average", str(out), "--out", str(out), "--data-dir", str(digits_dir))
     assert refused.returncode == 2 and "--out" in refused.stderr and "the run itself" in refused.stderr
+    mid_epoch = tmp_path / "mid-epoch"  # weights of a later step than the last epoch's metrics describe
+    mid_epoch.mkdir()
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    torch.save({**saved, "step": saved["step"] + 1}, mid_epoch / "checkpoint.pt")
+    refused = run("training.without_average", str(mid_epoch), "--out", str(tmp_path / "z"), "--data-dir",
+                  str(digits_dir))
+    assert refused.returncode == 2 and "not at the end of an epoch" in refused.stderr
     assert not (tmp_path / "x").exists()

@@ -21,7 +21,7 @@ import torch
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_networks, save_checkpoint
 from training.data import DataError, load_dataset
 from training.disentangle import code_effects, reference_scale
-from training.train import code_metrics
+from training.train import alarms, code_metrics
 
 AVERAGES = ("generator_average", "discriminator_average")
 
@@ -32,6 +32,9 @@ def without_average(run_dir: Path, out_dir: Path, data_dir: Path, command: str) 
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)
     if not all(name in state for name in AVERAGES):
         raise CheckpointError(f"{run_dir}: the run keeps no weight average (it was trained without --ema-decay)")
+    if not state["history"] or state["history"][-1]["step"] != state["step"]:
+        raise CheckpointError(f"{run_dir}: its checkpoint is not at the end of an epoch (step {state['step']}); "
+                              "finish or resume the run first")
     for name in AVERAGES:
         del state[name]
     config = dataclasses.replace(state["config"], ema_decay=0.0)
@@ -42,6 +45,7 @@ def without_average(run_dir: Path, out_dir: Path, data_dir: Path, command: str) 
     layout = state["layout"]
     if layout.continuous:
         last["code_effects"] = code_effects(generator, layout, reference_scale(dataset.images), seed=config.seed)
+    last["alarms"] = alarms(layout, last["epoch"], last["loss_d"], last, last["info_cat_nats"])
     if labels:
         layout = layout.with_labels(layout.categorical[0].name, labels)
     history = [*state["history"][:-1], last]
