@@ -62,7 +62,7 @@ def without_average(run_dir: Path, out_dir: Path, data_dir: Path, command: str) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.without_average", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a finished run directory trained with --ema-decay")
     parser.add_argument("--out", type=Path, required=True, help="the new run directory (must not be RUN itself)")
     parser.add_argument("--data-dir", type=Path, required=True, help="the run's training images, to measure again on")
@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {args.out}: that is the run itself; write the copy elsewhere", file=sys.stderr)
         return 2
     try:
-        metrics = without_average(args.run, args.out, args.data_dir,
-                                  " ".join(["python -m training.without_average", *argv]))
+        metrics = without_average(args.run, args.out, args.data_dir, " ".join([parser.prog, *argv]))
     except (CheckpointError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
