@@ -68,7 +68,8 @@ def main() -> None:
     for model in args.models:
         shares = draws_by_label(model, real, dataset.labels, args.draws)
         lowest = min(shares, key=lambda label: shares[label]["share"])
-        print(f"{model}: lowest {lowest} {shares[lowest]['share']:.2f} (else {shares[lowest]['other']}); "
+        worst = shares[lowest]
+        print(f"{model}: lowest {lowest} {worst['share']:.2f} (else {worst['other']} {worst['other_share']:.2f}); "
               + " ".join(f"{label}:{s['share']:.2f}" for label, s in shares.items()))
 
 

@@ -12,7 +12,8 @@ def lowest(model_dir) -> tuple[str, float, str]:
     result = subprocess.run([PYTHON, "bench/digit_draws.py", str(model_dir), "--data-dir", str(HELDOUT), "--draws", "40"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    label, share, other = re.search(r"lowest (\d) ([\d.]+) \(else (\d)\)", result.stdout).groups()
+    label, share, other, other_share = re.search(r"lowest (\d) ([\d.]+) \(else (\d) ([\d.]+)\)", result.stdout).groups()
+    assert float(share) + float(other_share) <= 1
     return label, float(share), other
 
 
