@@ -9,7 +9,7 @@ from tests.conftest import ROOT
 from training.data import load_idx_dataset
 from training.disentangle import factors
 from training.model import PRESETS, Discriminator, Generator, init_weights, sample_latents
-from training.train import gan_losses, generator_loss, information_loss, jitter_style, translate
+from training.train import gan_losses, generator_loss, information_loss, jitter_style, real_information, translate
 
 CONFIG = PRESETS["tiny"]
 LAYOUT = CONFIG.layout()
@@ -143,3 +143,25 @@ def test_jitter_style_passes_gradient_to_the_generator():
     images = torch.zeros(4, 1, 28, 28, requires_grad=True)
     jitter_style(images, 0.3, 0.45, torch.Generator().manual_seed(1)).sum().backward()
     assert images.grad.abs().sum() > 0
+
+
+def test_information_of_real_readings_rewards_confident_and_balanced_readings():
+    confident = torch.full((20, 10), -30.0)
+    confident[torch.arange(20), torch.arange(20) % 10] = 30.0
+    assert math.isclose(float(real_information(LAYOUT, confident)), math.log(10), rel_tol=1e-5)  # the bound H(c)
+    unsure = torch.zeros(20, 10)
+    assert abs(float(real_information(LAYOUT, unsure))) < 1e-6  # every reading uniform: no information
+    one_value = torch.full((20, 10), -30.0)
+    one_value[:, 3] = 30.0
+    assert abs(float(real_information(LAYOUT, one_value))) < 1e-5  # confident but all the same value: none either
+
+
+def test_information_of_real_readings_trains_q_and_the_trunk_not_g_or_d_head():
+    generator, discriminator = networks()
+    heldout = load_idx_dataset(ROOT / "bench" / "data" / "mnist-heldout", "mnist")
+    real = torch.from_numpy(heldout.images[:32]).float() / 127.5 - 1
+    (-real_information(LAYOUT, discriminator(real)[1])).backward()
+    for name, module in [("trunk", discriminator.trunk), ("q_head", discriminator.q_head)]:
+        assert sum(float(p.grad.abs().sum()) for p in module.parameters()) > 0, name
+    assert all(p.grad is None for p in discriminator.d_head.parameters())
+    assert all(p.grad is None for p in generator.parameters())

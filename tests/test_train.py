@@ -34,7 +34,7 @@ def test_help_explains_every_option():
     assert result.returncode == 0
     for flag in ("--preset", "--data-dir", "--out", "--epochs", "--seed", "--device", "--resume", "--download",
                  "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate", "--cr-weight", "--cr-start-epoch",
-                 "--jitter-shear", "--jitter-stroke", "--ema-decay"):
+                 "--jitter-shear", "--jitter-stroke", "--ema-decay", "--real-info-weight"):
         assert flag in result.stdout
 
 
@@ -48,6 +48,7 @@ def test_help_explains_every_option():
     ("--epochs", "ten", "invalid integer value: 'ten'"),
     ("--jitter-shear", "-0.1", "must be a finite number >= 0, got -0.1"),
     ("--ema-decay", "-1", "must be a finite number >= 0, got -1"),
+    ("--real-info-weight", "-0.5", "must be a finite number >= 0, got -0.5"),
 ])
 def test_bad_flag_values_are_refused_naming_the_flag(tmp_path, capsys, flag, value, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -186,6 +187,24 @@ def test_style_jitter_is_kept_by_the_checkpoint_and_refused_where_it_cannot_act(
     assert train_main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "x"), "--jitter-shear", "0.3",
                        "--categorical", ""]) == 2
     assert "the run has none" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_information_of_real_readings_is_logged_kept_and_refused_where_it_cannot_act(tmp_path, digits_dir, capsys):
+    out = tmp_path / "run"
+    result = run("training", "--preset", "tiny", "--data-dir", str(digits_dir), "--out", str(out), "--epochs", "1",
+                 "--real-info-weight", "1")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert 0 < metrics["info_real_nats"] <= metrics["info_cat_bound_nats"]
+    assert load_checkpoint(out / "checkpoint.pt")["config"].real_info_weight == 1  # a resumed run keeps it
+    plain = run("training", "--preset", "tiny", "--data-dir", str(digits_dir), "--out", str(tmp_path / "plain"),
+                "--epochs", "1")
+    assert "info_real_nats" not in json.loads(plain.stdout)
+
+    assert train_main(["--preset", "tiny", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x"),
+                       "--real-info-weight", "1", "--categorical", ""]) == 2
+    assert "--real-info-weight: the term reads the categorical codes" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

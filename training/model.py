@@ -60,6 +60,12 @@ class Config:
     # trained weights (Yazici et al., 2019; as StyleGAN and BigGAN do for G), so a model is not one noisy point
     # of the GAN's oscillation. The decay per step; 0 = off (the last trained weights).
     ema_decay: float = 0.0
+    # Not in the paper: Q's digit code is learned on G's images only and read on real ones, a change of domain.
+    # This weight adds, to D/Q's step, the mutual information between a real image and Q's reading of it
+    # (Krause et al., 2010; Hu et al., 2017): confident readings move Q's boundaries into the gaps between
+    # real digits (entropy minimisation on the target domain, as VADA, Shu et al., 2018), balanced ones keep
+    # every value in use. 0 = off.
+    real_info_weight: float = 0.0
     seed: int = 0
     checkpoint_every: int = 500  # steps
     log_every: int = 25  # steps between progress-bar updates (each one is a host sync on CUDA)

@@ -98,6 +98,21 @@ def information_loss(
     return cross_entropy, gaussian.sum(1).mean()
 
 
+def real_information(layout: LatentLayout, cat_logits: torch.Tensor) -> torch.Tensor:
+    """Mutual information between a batch of images and Q's categorical readings of them, summed over the
+    categorical codes: H(mean reading) - mean H(reading), in nats, at most H(c) per code."""
+    information = cat_logits.new_zeros(())
+    offset = 0
+    for code in layout.categorical:
+        log_p = F.log_softmax(cat_logits[:, offset : offset + code.size].float(), dim=1)
+        conditional = -(log_p.exp() * log_p).sum(1).mean()
+        mean_p = log_p.exp().mean(0)
+        marginal = -(mean_p * torch.log(mean_p.clamp_min(1e-12))).sum()
+        information = information + marginal - conditional
+        offset += code.size
+    return information
+
+
 def gan_losses(d_real: torch.Tensor, d_fake_detached: torch.Tensor) -> torch.Tensor:
     """D's loss: real -> 1, fake -> 0, on logits."""
     return F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + F.binary_cross_entropy_with_logits(
@@ -220,8 +235,8 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
     """One D/Q update and one G update on a batch of real images in [-1, 1]; `contrastive` adds InfoGAN-CR's
     regulariser (the run has its pair classifier and the epoch has reached cr_start_epoch).
 
-    Returns the detached losses [D, G, categorical cross-entropy, continuous NLL, pair cross-entropy] without
-    a host sync (the last is 0 unless the regulariser is on).
+    Returns the detached losses [D, G, categorical cross-entropy, continuous NLL, pair cross-entropy, information
+    of Q's readings of real images] without a host sync (the last two are 0 unless their terms are on).
     """
     generator, discriminator, opt_g, opt_d = networks
     jitter = config.jitter_shear > 0 or config.jitter_stroke > 0
@@ -234,7 +249,7 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
             real, fake = translate(real, config.translate, rng), translate(fake, config.translate, rng)
         jittered = jitter_style(fake, config.jitter_shear, config.jitter_stroke, rng) if jitter else None
         # D and Q step: L_I on detached fakes trains the shared trunk and Q's head.
-        d_real = discriminator(real)[0]
+        d_real, real_cat_logits = discriminator(real)[:2]
         d_fake, cat_logits, mean, log_sigma = discriminator(fake.detach())
         if jittered is not None:  # the categorical codes are read from the restyled fakes
             cat_logits = discriminator(jittered.detach())[1]
@@ -246,6 +261,10 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
             second, shared = pair
             pair_ce = F.cross_entropy(discriminator.pair_classifier(unshifted.detach(), second.detach()), shared)
             loss_dq = loss_dq + config.cr_weight * pair_ce
+        info_real = loss_d.new_zeros(())
+        if config.real_info_weight > 0:
+            info_real = real_information(layout, real_cat_logits)
+            loss_dq = loss_dq - config.real_info_weight * info_real
     opt_d.zero_grad(set_to_none=True)
     loss_dq.backward()
     opt_d.step()
@@ -266,7 +285,7 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
     loss_total_g.backward()
     opt_g.step()
     discriminator.requires_grad_(True)
-    return torch.stack([loss.detach().float() for loss in (loss_d, loss_g, ce, nll, pair_ce)])
+    return torch.stack([loss.detach().float() for loss in (loss_d, loss_g, ce, nll, pair_ce, info_real)])
 
 
 def contrastive_pair(layout: LatentLayout, generator: Generator, continuous: torch.Tensor,
@@ -326,7 +345,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
     if steps_per_epoch == 0:
         raise DataError(f"{dataset.name}: {len(images)} images, fewer than one batch of {config.batch_size}")
     total_steps = steps_per_epoch * config.epochs
-    step, elapsed, sums = 0, 0.0, torch.zeros(6, device=device)  # 5 summed losses and the step count
+    step, elapsed, sums = 0, 0.0, torch.zeros(7, device=device)  # 6 summed losses and the step count
     history: list[dict] = []
     commands = [command]  # how this run was made, for the model card
 
@@ -341,8 +360,8 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             measured_d.load_state_dict(state["discriminator_average"])
         rng.set_state(state["rng"].cpu())  # generator states are CPU byte tensors, CUDA generators too
         step, elapsed, sums = state["step"], state["elapsed"], state["sums"].to(device)
-        if len(sums) == 5:  # a checkpoint from before the pair loss: its sum is 0
-            sums = torch.cat([sums[:4], sums.new_zeros(1), sums[4:]])
+        if len(sums) < 7:  # a checkpoint from before the pair loss or the real-image term: their sums are 0
+            sums = torch.cat([sums[:-1], sums.new_zeros(7 - len(sums)), sums[-1:]])
         layout = state["layout"]  # with the label map of the last finished epoch
         history = [m for m in state["history"] if m["epoch"] <= step // steps_per_epoch]
         commands = state.get("commands", []) + commands
@@ -383,7 +402,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             step += 1
             bar.update()
             if step % config.log_every == 0 or batch_index == steps_per_epoch - 1:
-                loss_d_avg, loss_g_avg, ce_avg, nll_avg, _ = (sums[:5] / sums[5]).tolist()
+                loss_d_avg, loss_g_avg, ce_avg, nll_avg, _, _ = (sums[:6] / sums[6]).tolist()
                 info_cat = layout.categorical_entropy - ce_avg
                 bar.set_postfix(epoch=epoch + 1, D=f"{loss_d_avg:.3f}", G=f"{loss_g_avg:.3f}", L_I=f"{info_cat:.3f}",
                                 acc=f"{metrics.get('accuracy', float('nan')):.3f}")
@@ -393,7 +412,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
                 checkpoint()
 
         # End of epoch: metrics on real data, sample grids, alarms, checkpoint.
-        loss_d_avg, loss_g_avg, ce_avg, nll_avg, pair_ce_avg = (sums[:5] / sums[5]).tolist()
+        loss_d_avg, loss_g_avg, ce_avg, nll_avg, pair_ce_avg, info_real_avg = (sums[:6] / sums[6]).tolist()
         sums.zero_()
         bound = layout.categorical_entropy
         elapsed = time.perf_counter() - started
@@ -405,6 +424,8 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         }
         if discriminator.pair_classifier:
             metrics["pair_ce"] = pair_ce_avg
+        if config.real_info_weight > 0:
+            metrics["info_real_nats"] = info_real_avg
         if layout.continuous:
             metrics["code_effects"] = code_effects(measured_g, layout, scale, device, seed=config.seed)
         metrics["alarms"] = alarms(layout, epoch + 1, loss_d_avg, metrics, bound - ce_avg)
@@ -501,6 +522,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ema-decay", type=finite(0), help="measure and export a moving average of the weights "
                         "with this decay per step, e.g. 0.999 (not in the paper; default: the preset's, 0 = the last "
                         "weights)")
+    parser.add_argument("--real-info-weight", type=finite(0), help="add the information between real images and "
+                        "Q's reading of their categorical codes to Q's objective, with this weight (default 0: off)")
     parser.add_argument("--lr-d", type=finite(0, inclusive=False), help="Adam learning rate of D and Q (default 2e-4)")
     parser.add_argument("--lr-g", type=finite(0, inclusive=False), help="Adam learning rate of G (default 1e-3)")
     parser.add_argument("--checkpoint-every", type=at_least(1), help="steps between checkpoints (default 500)")
@@ -516,6 +539,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "continuous": args.continuous, "lambda_cont": args.lambda_cont, "learn_sigma": args.learn_sigma or None,
         "translate": args.translate, "cr_weight": args.cr_weight, "cr_start_epoch": args.cr_start_epoch,
         "jitter_shear": args.jitter_shear, "jitter_stroke": args.jitter_stroke, "ema_decay": args.ema_decay,
+        "real_info_weight": args.real_info_weight,
         "lr_d": args.lr_d, "lr_g": args.lr_g, "checkpoint_every": args.checkpoint_every,
     }
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
@@ -529,6 +553,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if (config.jitter_shear or config.jitter_stroke) and not config.categorical:
         raise ValueError("--jitter-shear/--jitter-stroke: only the categorical codes are read from restyled fakes, "
                          "and the run has none")
+    if config.real_info_weight and not config.categorical:
+        raise ValueError("--real-info-weight: the term reads the categorical codes of real images, and the run has none")
     if config.ema_decay >= 1:  # a decay of 1 never leaves the initial weights
         raise ValueError(f"--ema-decay {config.ema_decay:g}: must be below 1 (e.g. 0.999)")
     if config.translate >= config.image_size // 2:  # shifts of half the image leave D mostly background
