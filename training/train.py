@@ -105,8 +105,9 @@ def real_information(layout: LatentLayout, cat_logits: torch.Tensor) -> torch.Te
     offset = 0
     for code in layout.categorical:
         log_p = F.log_softmax(cat_logits[:, offset : offset + code.size].float(), dim=1)
-        conditional = -(log_p.exp() * log_p).sum(1).mean()
-        mean_p = log_p.exp().mean(0)
+        p = log_p.exp()
+        conditional = -(p * log_p).sum(1).mean()
+        mean_p = p.mean(0)
         marginal = -(mean_p * torch.log(mean_p.clamp_min(1e-12))).sum()
         information = information + marginal - conditional
         offset += code.size
