@@ -357,11 +357,9 @@ def verify(generator: ort.InferenceSession, trained: ort.InferenceSession, encod
     expected = trained.run(None, {"noise": noise, "categorical": categorical, "continuous": back})[0]
     probabilities, means = encoder.run(None, {"images": images})
     trained_probabilities, trained_means = trained_encoder.run(None, {"images": images})
-    offset = 0
     predicted = np.zeros((len(images), len(layout.categorical)), np.int64)
-    for column, code in enumerate(layout.categorical):
-        predicted[:, column] = trained_probabilities[:, offset : offset + code.size].argmax(axis=1)
-        offset += code.size
+    for column, (_, columns) in enumerate(layout.categorical_columns()):
+        predicted[:, column] = trained_probabilities[:, columns].argmax(axis=1)
     worst = {"generator": float(np.abs(images - expected).max()),
              "encoder": float(max(np.abs(probabilities - trained_probabilities).max(),
                                   np.abs(means - present(layout, predicted, trained_means)).max()))}

@@ -119,6 +119,15 @@ class LatentLayout:
     def continuous(self) -> list[Code]:
         return [code for code in self.codes if code.kind == "continuous"]
 
+    def categorical_columns(self) -> list[tuple[Code, slice]]:
+        """Each categorical code with its columns in the codes' concatenated one-hots, logits or probabilities
+        (the layout of G's input and of Q's categorical output)."""
+        columns, start = [], 0
+        for code in self.categorical:
+            columns.append((code, slice(start, start + code.size)))
+            start += code.size
+        return columns
+
     @property
     def categorical_entropy(self) -> float:
         """H(c) of all categorical codes together, in nats: the bound of the categorical L_I."""

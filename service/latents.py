@@ -105,11 +105,9 @@ def read_encoding(layout: LatentLayout, probabilities: np.ndarray, means: np.nda
     """One image's encoder output as codes by name (each categorical code's value and probabilities, each
     continuous code's value) and the label of the first categorical code's value, if the model has a map."""
     codes: dict = {}
-    offset = 0
-    for code in layout.categorical:
-        probs = probabilities[offset : offset + code.size]
+    for code, columns in layout.categorical_columns():
+        probs = probabilities[columns]
         codes[code.name] = {"value": int(probs.argmax()), "probabilities": [round(float(p), 6) for p in probs]}
-        offset += code.size
     for code, mean in zip(layout.continuous, means):
         codes[code.name] = float(mean) if math.isfinite(mean) else 0.0
     first = layout.categorical[0] if layout.categorical else None

@@ -42,3 +42,9 @@ def test_invalid_layouts_are_refused(make, message):
 def test_unknown_code_names_the_known_ones():
     with pytest.raises(KeyError, match="c1, c2, c3"):
         PRESETS["mnist"].layout().code("c9")
+
+
+def test_categorical_columns_follow_each_other_in_code_order():
+    layout = LatentLayout.build(16, [10, 3], 2)
+    assert [(code.name, columns) for code, columns in layout.categorical_columns()] == [
+        ("c1", slice(0, 10)), ("c2", slice(10, 13))]

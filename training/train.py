@@ -90,10 +90,8 @@ def information_loss(
     variational lower bound on I(c; G(z, c)) for a categorical code.
     """
     cross_entropy = cat_logits.new_zeros(())
-    offset = 0
-    for i, code in enumerate(layout.categorical):
-        cross_entropy = cross_entropy + F.cross_entropy(cat_logits[:, offset : offset + code.size], categorical[:, i])
-        offset += code.size
+    for i, (_, columns) in enumerate(layout.categorical_columns()):
+        cross_entropy = cross_entropy + F.cross_entropy(cat_logits[:, columns], categorical[:, i])
     gaussian = log_sigma + 0.5 * ((continuous - mean) * torch.exp(-log_sigma)) ** 2 + 0.5 * math.log(2 * math.pi)
     return cross_entropy, gaussian.sum(1).mean()
 
@@ -102,15 +100,13 @@ def real_information(layout: LatentLayout, cat_logits: torch.Tensor) -> torch.Te
     """Mutual information between a batch of images and Q's categorical readings of them, summed over the
     categorical codes: H(mean reading) - mean H(reading), in nats, at most H(c) per code."""
     information = cat_logits.new_zeros(())
-    offset = 0
-    for code in layout.categorical:
-        log_p = F.log_softmax(cat_logits[:, offset : offset + code.size].float(), dim=1)
+    for _, columns in layout.categorical_columns():
+        log_p = F.log_softmax(cat_logits[:, columns].float(), dim=1)
         p = log_p.exp()
         conditional = -(p * log_p).sum(1).mean()
         mean_p = p.mean(0)
         marginal = -(mean_p * torch.log(mean_p.clamp_min(1e-12))).sum()
         information = information + marginal - conditional
-        offset += code.size
     return information
 
 
