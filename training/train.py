@@ -33,6 +33,7 @@ from training.metrics import hungarian_map, nmi
 from training.model import PRESETS, Config, Discriminator, Generator, init_weights, sample_latents
 
 log = logging.getLogger("training")
+SUMS = 7  # what a run sums over an epoch: the six losses train_step returns, then the step count
 
 # ---------------------------------------------------------------------------------------------- sampling
 
@@ -342,7 +343,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
     if steps_per_epoch == 0:
         raise DataError(f"{dataset.name}: {len(images)} images, fewer than one batch of {config.batch_size}")
     total_steps = steps_per_epoch * config.epochs
-    step, elapsed, sums = 0, 0.0, torch.zeros(7, device=device)  # 6 summed losses and the step count
+    step, elapsed, sums = 0, 0.0, torch.zeros(SUMS, device=device)
     history: list[dict] = []
     commands = [command]  # how this run was made, for the model card
 
@@ -357,8 +358,8 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             measured_d.load_state_dict(state["discriminator_average"])
         rng.set_state(state["rng"].cpu())  # generator states are CPU byte tensors, CUDA generators too
         step, elapsed, sums = state["step"], state["elapsed"], state["sums"].to(device)
-        if len(sums) < 7:  # a checkpoint from before the pair loss or the real-image term: their sums are 0
-            sums = torch.cat([sums[:-1], sums.new_zeros(7 - len(sums)), sums[-1:]])
+        if len(sums) < SUMS:  # a checkpoint from before the pair loss or the real-image term: their sums are 0
+            sums = torch.cat([sums[:-1], sums.new_zeros(SUMS - len(sums)), sums[-1:]])
         layout = state["layout"]  # with the label map of the last finished epoch
         history = [m for m in state["history"] if m["epoch"] <= step // steps_per_epoch]
         commands = state.get("commands", []) + commands
@@ -399,7 +400,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             step += 1
             bar.update()
             if step % config.log_every == 0 or batch_index == steps_per_epoch - 1:
-                loss_d_avg, loss_g_avg, ce_avg, nll_avg, _, _ = (sums[:6] / sums[6]).tolist()
+                loss_d_avg, loss_g_avg, ce_avg, nll_avg, _, _ = (sums[:-1] / sums[-1]).tolist()
                 info_cat = layout.categorical_entropy - ce_avg
                 bar.set_postfix(epoch=epoch + 1, D=f"{loss_d_avg:.3f}", G=f"{loss_g_avg:.3f}", L_I=f"{info_cat:.3f}",
                                 acc=f"{metrics.get('accuracy', float('nan')):.3f}")
@@ -409,7 +410,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
                 checkpoint()
 
         # End of epoch: metrics on real data, sample grids, alarms, checkpoint.
-        loss_d_avg, loss_g_avg, ce_avg, nll_avg, pair_ce_avg, info_real_avg = (sums[:6] / sums[6]).tolist()
+        loss_d_avg, loss_g_avg, ce_avg, nll_avg, pair_ce_avg, info_real_avg = (sums[:-1] / sums[-1]).tolist()
         sums.zero_()
         bound = layout.categorical_entropy
         elapsed = time.perf_counter() - started
