@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from infogan.files import atomic_write
 from infogan.latent import LatentLayout
 from training.model import Config, Discriminator, Generator
 
@@ -20,22 +19,6 @@ FORMAT_VERSION = 1
 class CheckpointError(Exception):
     """A checkpoint is missing, unreadable or does not fit the networks it describes."""
 
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Calls write(file_object) on a temporary file beside `path`, then renames it into place.
-
-    A crash leaves either the old file or the new one, never half of one.
-    """
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

