@@ -6,10 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from service.app import open_model, serve
-from service.metrics import MetricsSetupError
-from service.model import ModelError
-from service.settings import Settings
+from service.settings import ConfigurationError, Settings
+
+EXIT_CONFIGURATION = 2  # a bad setting, model directory, metrics folder or port: one line on stderr names it
+
+
+def settings_error(error: ValidationError) -> str:
+    """pydantic's first complaint, as the environment variable (or flag) a user set."""
+    first = error.errors()[0]
+    name = "_".join(str(part) for part in first["loc"]).upper() or "settings"
+    return f"setting {name}: {first['msg']} (got {str(first.get('input'))[:80]!r})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,22 +34,19 @@ def main(argv: list[str] | None = None) -> int:
                         "one per available core)")
     args = parser.parse_args(argv)
     overrides = {"host": args.host, "port": args.port, "model_dir": args.model, "workers": args.workers}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
         model = open_model(settings)  # fails here, with the file's name, rather than in every worker
-    except ModelError as error:
+        workers = settings.worker_count()
+        print(f"serving {settings.model_dir} on http://{settings.host}:{settings.port} ({model.provider}, {workers} "
+              f"worker(s) x {settings.threads_per_worker()} onnxruntime thread(s))", file=sys.stderr)
+        serve(settings, model if workers == 1 else None)  # several workers each open their own session
+    except ValidationError as error:
+        print(f"error: {settings_error(error)}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+    except ConfigurationError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    workers = settings.worker_count()
-    print(f"serving {settings.model_dir} on http://{settings.host}:{settings.port} ({model.provider}, {workers} "
-          f"worker(s) x {settings.threads_per_worker()} onnxruntime thread(s))", file=sys.stderr)
-    if workers > 1:
-        model = None  # each worker opens its own session; this process only supervises them
-    try:
-        serve(settings, model)
-    except MetricsSetupError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIGURATION
     return 0
 
 

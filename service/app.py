@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import signal
 import threading
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from service.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ClientDisconnected,
+    HeadMiddleware,
     MetricsMiddleware,
     ShedMiddleware,
     error_body,
@@ -41,12 +43,12 @@ from service.middleware import (
     unavailable_response,
 )
 from service.model import CUDA, Model, ModelError, load_model
-from service.protocol import DeadlineHttpToolsProtocol
+from service.protocol import LIMITS_KEY, ConnectionLimits, LimitedHttpToolsProtocol
 from service.responses import JSONResponse
 from service.routes import router
 from service.settings import Settings
 from service.v2 import V2Error, error_response
-from service.workers import BALANCED_BY_KERNEL, supervise
+from service.workers import BALANCED_BY_KERNEL, check_port, supervise
 
 STATIC_DIR = Path(__file__).parent / "static"
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
@@ -65,13 +67,14 @@ def serve(settings: Settings, model: Model | None) -> None:
     """Runs the app on uvicorn until interrupted (what `python -m service` does once the model is open).
 
     With several workers, each is a process on the same port (service/workers.py) that builds its own app (its
-    own session and batcher) from the environment, so the resolved settings travel there, and the Prometheus
-    series go through files in one directory so that any worker's /metrics counts every request.
+    own session and batcher) from these settings, and the Prometheus series go through files in one folder so
+    that any worker's /metrics counts every request.
     """
     workers = settings.worker_count()
     options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
                "access_log": settings.access_log, "timeout_graceful_shutdown": settings.shutdown_grace_s,
-               "http": DeadlineHttpToolsProtocol, "limit_concurrency": settings.max_connections}
+               "http": LimitedHttpToolsProtocol, "limit_concurrency": settings.max_connections}
+    check_port(settings.host, settings.port)
     if workers == 1:
         app = create_app(settings, model)
         if settings.metrics_port:
@@ -79,15 +82,20 @@ def serve(settings: Settings, model: Model | None) -> None:
         uvicorn.run(app, **options)
         return
     metrics_dir = prepare_metrics_dir(settings.metrics_dir)
-    if settings.metrics_port:  # this process only supervises: it serves the sum of the workers' files
-        serve_metrics(settings.host, settings.metrics_port, workers_registry(metrics_dir))
-    os.environ.update({"HOST": settings.host, "PORT": str(settings.port), "MODEL_DIR": str(settings.model_dir),
-                       "INTRA_OP_THREADS": str(settings.threads_per_worker()), "WORKERS": str(workers),
-                       MULTIPROCESS_ENV: str(metrics_dir)})
-    if BALANCED_BY_KERNEL:
-        supervise(workers, options)
-    else:
-        uvicorn.run("service.app:create_app", factory=True, workers=workers, **options)
+    try:
+        if settings.metrics_port:  # this process only supervises: it serves the sum of the workers' files
+            serve_metrics(settings.host, settings.metrics_port, workers_registry(metrics_dir))
+        os.environ[MULTIPROCESS_ENV] = str(metrics_dir)  # read by prometheus_client as each worker imports it
+        resolved = settings.model_copy(update={"workers": workers, "intra_op_threads": settings.threads_per_worker()})
+        if BALANCED_BY_KERNEL:
+            supervise(resolved, options)
+        else:  # uvicorn's supervisor: its workers read their settings from the environment
+            os.environ.update({"HOST": settings.host, "PORT": str(settings.port), "MODEL_DIR": str(settings.model_dir),
+                               "INTRA_OP_THREADS": str(resolved.intra_op_threads), "WORKERS": str(workers)})
+            uvicorn.run("service.app:create_app", factory=True, workers=workers, **options)
+    finally:
+        if settings.metrics_dir is None:  # the temporary folder made for this run
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _error(status: int, field: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -116,7 +124,8 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
         scope = {"type": "http", "path": path, "method": method, "root_path": ""}
         return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
 
-    return [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE") if served(method)]
+    methods = [method for method in ("GET", "POST", "PUT", "PATCH", "DELETE") if served(method)]
+    return ["GET", "HEAD", *methods[1:]] if "GET" in methods else methods  # HeadMiddleware answers HEAD as GET
 
 
 def api_key(settings: Settings) -> bytes | None:
@@ -142,7 +151,6 @@ def static_file(path: Path):
 
 def create_app(settings: Settings | None = None, model: Model | None = None) -> FastAPI:
     settings = settings or Settings()
-    DeadlineHttpToolsProtocol.read_timeout_s = settings.read_timeout_s
     metrics = Metrics()
 
     @asynccontextmanager
@@ -157,7 +165,8 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         # The app, the model and the libraries live as long as the process: moved out of the collector's
         # reach, a full collection no longer rescans them (it paused every request for ~25 ms).
         gc.freeze()
-        yield
+        # uvicorn hands the lifespan's state to every connection it makes (service/protocol.py).
+        yield {LIMITS_KEY: ConnectionLimits(settings.read_timeout_s, settings.max_header_bytes, settings.max_header_count)}
         await engine.stop()
         metrics.close()
 
@@ -237,6 +246,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         app.add_api_route(route, static_file(path), methods=["GET"], include_in_schema=False)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes)
     app.add_middleware(ShedMiddleware)
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(ApiKeyMiddleware, key=app.state.api_key)  # outermost: nothing else runs for a stranger
     return app

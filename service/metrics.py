@@ -18,6 +18,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from service.settings import ConfigurationError
+
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by serve() before the workers start; read at import time
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -26,27 +28,39 @@ disable_created_metrics()  # the *_created series double the output and nobody g
 
 
 METRIC_FILE = re.compile(r"[a-z_]+_\d+\.db")  # what prometheus_client's multiprocess mode writes, per process
+OWN_FOLDER = "infogan-serve-metrics"  # inside METRICS_DIR: the only place the service deletes files
+MARKER = ".made-by-infogan-serve"  # in OWN_FOLDER: proof that the service made it
 
 
-class MetricsSetupError(Exception):
-    """The metrics cannot be set up as configured: METRICS_DIR holds files this service did not write (emptying
-    it could delete someone's data), or METRICS_PORT cannot be listened on."""
+class MetricsSetupError(ConfigurationError):
+    """The metrics cannot be set up as configured: METRICS_DIR cannot be made or written, or holds a folder of
+    the service's name that the service did not make, or METRICS_PORT cannot be listened on."""
 
 
 def prepare_metrics_dir(directory: Path | None) -> Path:
-    """An empty directory for the workers' metric files (old files would add a past run's counts): a new one,
-    or the given one emptied of the files an earlier run left, refusing a directory that holds anything else."""
-    if directory is None:
-        return Path(tempfile.mkdtemp(prefix="infogan-metrics-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    entries = list(directory.iterdir())
-    foreign = [entry.name for entry in entries if not (entry.is_file() and METRIC_FILE.fullmatch(entry.name))]
-    if foreign:
-        raise MetricsSetupError(f"METRICS_DIR {directory} holds files this service did not write ({', '.join(foreign[:3])}"
-                              f"{', ...' if len(foreign) > 3 else ''}); give it an empty directory or one only it uses")
-    for stale in entries:
-        stale.unlink()
-    return directory
+    """An empty folder for the workers' metric files (old files would add a past run's counts).
+
+    Without METRICS_DIR: a new temporary folder (serve() removes it at exit). With it: its sub-folder OWN_FOLDER,
+    made and marked by the service, and emptied of the metric files an earlier run left there. Nothing outside
+    a folder the service marked as its own is ever deleted.
+    """
+    try:
+        if directory is None:
+            own = Path(tempfile.mkdtemp(prefix="infogan-metrics-"))
+        else:
+            own = directory / OWN_FOLDER
+            own.mkdir(parents=True, exist_ok=True)
+            if not (own / MARKER).is_file() and any(own.iterdir()):
+                raise MetricsSetupError(f"METRICS_DIR {directory}: {own} holds files this service did not write; "
+                                        "remove that folder or choose another METRICS_DIR")
+        (own / MARKER).touch()
+        for stale in own.iterdir():
+            if stale.is_file() and METRIC_FILE.fullmatch(stale.name):
+                stale.unlink()
+    except OSError as error:
+        where = error.filename or directory
+        raise MetricsSetupError(f"METRICS_DIR {directory}: cannot use {where}: {error.strerror or error}") from None
+    return own
 
 
 class Metrics:

@@ -1,5 +1,5 @@
-"""Pure ASGI middleware (no per-request task switching): request metrics, the API key, load shedding at the door
-and the body-size limit."""
+"""Pure ASGI middleware (no per-request task switching): request metrics, the API key, load shedding at the door,
+HEAD requests and the body-size limit."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import math
 import time
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import Overloaded
@@ -29,7 +30,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started, method = time.perf_counter(), scope["method"]
         status = 500  # what the client sees if the app dies before answering
 
         async def send_and_record(message: Message) -> None:
@@ -41,8 +42,35 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - started)
+            route = scope.get("route") or matching_route(scope)  # none when answered before routing (shed, 413)
+            self.metrics.observe_request(getattr(route, "path", "unmatched"), method, status, time.perf_counter() - started)
+
+
+def matching_route(scope: Scope) -> BaseRoute | None:
+    """The route whose path template `scope` matches (whatever the method), asked of the app's routes."""
+    for route in scope["app"].router.routes:
+        if route.matches(scope)[0] != Match.NONE:
+            return route
+    return None
+
+
+class HeadMiddleware:
+    """HEAD is GET without the body (RFC 9110, 9.3.2): the app answers a GET, and uvicorn, which sees the
+    request's own method, sends the head only. The route the router matched is kept for the metrics."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, send)
+        finally:
+            if "route" in as_get:
+                scope["route"] = as_get["route"]
 
 
 class ShedMiddleware:

@@ -14,11 +14,12 @@ from pathlib import Path
 import onnxruntime as ort
 
 from infogan.latent import LatentLayout
+from service.settings import ConfigurationError
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
 
-class ModelError(Exception):
+class ModelError(ConfigurationError):
     """The model directory is missing, corrupt or was not written by the exporter."""
 
 
@@ -57,30 +58,72 @@ def _session(path: Path, threads: int) -> ort.InferenceSession:
 def _metadata(session: ort.InferenceSession, path: Path) -> tuple[LatentLayout, dict, dict]:
     meta = session.get_modelmeta().custom_metadata_map
     try:
-        return (LatentLayout.from_json(meta["infogan.latent"]), json.loads(meta["infogan.image"]),
-                json.loads(meta["infogan.model"]))
+        layout, image, card = (LatentLayout.from_json(meta["infogan.latent"]), json.loads(meta["infogan.image"]),
+                               json.loads(meta["infogan.model"]))
     except (KeyError, ValueError) as error:
         raise ModelError(f"{path}: no InfoGAN metadata ({error}); export it with `python -m export`") from None
+    if not (isinstance(image, dict) and all(isinstance(image.get(k), int) and image[k] > 0
+                                            for k in ("channels", "height", "width"))):
+        raise ModelError(f"{path}: its infogan.image metadata must give positive channels, height and width")
+    if not isinstance(card, dict):
+        raise ModelError(f"{path}: its infogan.model metadata must be a JSON object")
+    return layout, image, card
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _card(path: Path) -> dict:
+    """model.json, checked to be what the exporter writes: an object whose optional name, version and dataset are
+    strings and whose "files" maps file names to {"sha256": hex digest}."""
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelError(f"{path}: cannot read ({getattr(error, 'strerror', None) or error})") from None
+    except ValueError as error:
+        raise ModelError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"{path}: must be a JSON object as `python -m export` writes, got {type(card).__name__}")
+    for key in ("name", "version", "dataset"):
+        if not isinstance(card.get(key, ""), str):
+            raise ModelError(f"{path}: \"{key}\" must be a string")
+    files = card.get("files", {})
+    if not (isinstance(files, dict) and all(isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+                                            for entry in files.values())):
+        raise ModelError(f"{path}: \"files\" must map each file name to {{\"sha256\": \"<hex digest>\"}}")
+    return card
+
+
+def _verify(directory: Path, card: dict, card_path: Path) -> None:
+    """Each ONNX file model.json lists has the checksum it records (a damaged or swapped file is refused)."""
+    for name, entry in card.get("files", {}).items():
+        path = directory / name
+        if path.suffix == ".onnx" and path.is_file() and _sha256(path) != entry["sha256"]:
+            raise ModelError(f"{path}: its SHA-256 differs from the one {card_path} records (damaged or replaced; "
+                             "export the model again)")
 
 
 def load_model(directory: Path, threads: int = 0) -> Model:
     """The generator (required), the encoder (optional) and the card of `directory`."""
     generator_path = directory / "generator.onnx"
     if not directory.is_dir():
-        raise ModelError(f"{directory}: model directory not found")
+        raise ModelError(f"{directory}: {'not a directory' if directory.exists() else 'model directory not found'}")
     if not generator_path.is_file():
         raise ModelError(f"{generator_path}: not found; a model directory holds generator.onnx (and encoder.onnx)")
-    generator = _session(generator_path, threads)
-    layout, image, card = _metadata(generator, generator_path)
     card_path = directory / "model.json"
-    if card_path.is_file():
-        try:
-            card = json.loads(card_path.read_text())
-        except ValueError as error:
-            raise ModelError(f"{card_path}: not valid JSON ({error})") from None
-    else:  # a model file alone is enough: derive the checksums the card would have held
-        card["files"] = {p.name: {"sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
-                         for p in (generator_path, directory / "encoder.onnx") if p.is_file()}
+    card = _card(card_path) if card_path.exists() else None
+    if card is not None:  # before any session: a damaged file may still load
+        _verify(directory, card, card_path)
+    generator = _session(generator_path, threads)
+    layout, image, embedded_card = _metadata(generator, generator_path)
+    if card is None:  # a model file alone is enough: derive the checksums the card would have held
+        card = {**embedded_card, "files": {p.name: {"sha256": _sha256(p)}
+                                           for p in (generator_path, directory / "encoder.onnx") if p.is_file()}}
     encoder_path = directory / "encoder.onnx"
     encoder = _session(encoder_path, threads) if encoder_path.is_file() else None
     if encoder is not None and _metadata(encoder, encoder_path)[0] != layout:

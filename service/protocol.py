@@ -1,34 +1,103 @@
-"""uvicorn's HTTP protocol with a read deadline: slow and silent clients are cut off.
+"""uvicorn's HTTP protocol with the limits a connection must keep before the app sees its request.
 
-uvicorn times out idle keep-alive connections, but not a connection that has not yet sent its first request,
-nor one that started a request and then trickles (or stops sending) its headers or body: 100 such
-connections stay open for ever. Here each request, headers and body, must arrive within `READ_TIMEOUT_S` of
-its first byte (a new connection: of connecting); otherwise the connection is closed. A request whose body was
-cut off reaches the app as a disconnect, which the service counts as cancelled.
+- A read deadline: each request, headers and body, must arrive within `read_timeout_s` of its first byte (a new
+  connection: of connecting), else the connection is closed. uvicorn times out idle keep-alive connections,
+  but not one that has not yet sent its first request, nor one that trickles (or stops sending) its headers
+  or body. A request whose body was cut off reaches the app as a disconnect, which the service counts as
+  cancelled.
+- A size and a count for the request line and headers: beyond either, 431 and the connection closed. The
+  parser (httptools) keeps no limit of its own and buffers a header whole before handing it over, so the bytes
+  of a head still in flight are counted as they arrive.
+- Host (RFC 9112, 3.2): a request with two Host headers, or an HTTP/1.1 request with none, is a 400.
+
+The limits come from the app's lifespan state (`ConnectionLimits` under LIMITS_KEY), which uvicorn hands to
+every connection it makes once the app has started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from asyncio import TimerHandle
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+LIMITS_KEY = "connection_limits"
+REASONS = {400: b"Bad Request", 431: b"Request Header Fields Too Large"}
 
-class DeadlineHttpToolsProtocol(HttpToolsProtocol):
-    # READ_TIMEOUT_S, set by create_app in the process that serves (uvicorn builds one instance per connection
-    # from the class, so a class attribute is how a setting reaches it, in a spawned worker too).
-    read_timeout_s = 10.0
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    read_timeout_s: float = 10.0
+    max_header_bytes: int = 64 * 1024  # request line and headers together
+    max_header_count: int = 100
+
+
+class RequestRefused(Exception):
+    """A request answered with `status` and the connection closed, before the app sees it."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
     read_deadline: TimerHandle | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits: ConnectionLimits = self.app_state.get(LIMITS_KEY, ConnectionLimits())
+        self.refusal: RequestRefused | None = None
+        self.head_bytes = 0  # of the request line and headers being read
+        self.reading_head = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.arm()
 
+    def data_received(self, data: bytes) -> None:
+        if self.reading_head:
+            self.head_bytes += len(data)
+        super().data_received(data)
+        if self.reading_head and self.head_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
+            self.refuse(RequestRefused(431, f"request line and headers over {self.limits.max_header_bytes} bytes"))
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.reading_head, self.head_bytes = True, 0
         if self.read_deadline is None:  # the first byte of a request on a kept-alive connection
             self.arm()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self.count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self.count(len(name) + len(value) + 4)
+        if len(self.headers) > self.limits.max_header_count:
+            self.stop(431, f"more than {self.limits.max_header_count} request headers")
+
+    def count(self, size: int) -> None:
+        """Bytes of the head the parser has handed over (the incomplete rest is counted in data_received)."""
+        self.head_bytes += size
+        if self.head_bytes > self.limits.max_header_bytes:
+            self.stop(431, f"request line and headers over {self.limits.max_header_bytes} bytes")
+
+    def on_headers_complete(self) -> None:
+        self.reading_head = False
+        hosts = sum(name == b"host" for name, _ in self.headers)
+        if hosts > 1 or (hosts == 0 and self.parser.get_http_version() == "1.1"):
+            self.stop(400, "an HTTP/1.1 request needs a Host header" if hosts == 0 else "a request may carry only one "
+                      "Host header")
+        super().on_headers_complete()
+
+    def stop(self, status: int, message: str) -> NoReturn:
+        """Stops the parser (an exception from its callback); uvicorn then calls send_400_response."""
+        self.refusal = RequestRefused(status, message)
+        raise self.refusal
 
     def on_message_complete(self) -> None:
         self.disarm()
@@ -38,8 +107,19 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         self.disarm()
         super().connection_lost(exc)
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to anything the parser refused: a refusal of ours keeps its own status and words."""
+        self.refuse(self.refusal or RequestRefused(400, msg))
+
+    def refuse(self, refusal: RequestRefused) -> None:
+        body = json.dumps({"detail": str(refusal)}).encode()
+        self.transport.write(b"".join([
+            b"HTTP/1.1 %d %s\r\n" % (refusal.status, REASONS.get(refusal.status, b"Bad Request")),
+            b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body), body]))
+        self.transport.close()
+
     def arm(self) -> None:
-        self.read_deadline = self.loop.call_later(self.read_timeout_s, self.read_timed_out)
+        self.read_deadline = self.loop.call_later(self.limits.read_timeout_s, self.read_timed_out)
 
     def disarm(self) -> None:
         if self.read_deadline is not None:
@@ -50,4 +130,3 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         self.read_deadline = None
         if not self.transport.is_closing():
             self.transport.close()
-

@@ -10,6 +10,12 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+
+class ConfigurationError(Exception):
+    """The service cannot start as configured: a bad setting, model directory, metrics folder or port. The
+    message names the setting or file; `python -m service` prints it as one line and exits with status 2."""
+
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "mnist"
 
 
@@ -35,6 +41,9 @@ class Settings(BaseSettings):
                                       "<key>` (401 otherwise); probes, the playground's files and the docs stay open")
     read_timeout_s: float = Field(10.0, gt=0, description="a connection must deliver each request, headers and body, "
                                   "within this many seconds of its first byte (or of connecting); else it is closed")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request line and headers together; beyond, "
+                                  "431 and the connection closed")
+    max_header_count: int = Field(100, ge=8, description="most request headers; beyond, 431 and the connection closed")
     max_connections: int = Field(1000, ge=1, description="open connections and requests per worker; beyond, 503")
     decode_concurrency: int = Field(2, ge=1, description="uploads a worker decodes at once (memory and CPU grow "
                                     "with each); more wait, and beyond four times as many waiting, 503")
@@ -50,6 +59,9 @@ class Settings(BaseSettings):
                                      "API's (same host), e.g. to scrape it from inside the cluster only")
     metrics_dir: Path | None = Field(None, description="with several workers, where they share their Prometheus "
                                      "series (PROMETHEUS_MULTIPROC_DIR; default: a fresh temporary directory)")
+    watchdog_s: float = Field(5.0, ge=0.5, description="with several workers, a worker whose event loop has not "
+                              "answered the supervisor's heartbeat for this long (stopped, or stuck) is killed and "
+                              "replaced")
     shutdown_grace_s: float = Field(20.0, ge=0, description="on SIGTERM, how long in-flight requests may take to "
                                     "finish before the process exits (keep Kubernetes' terminationGracePeriodSeconds "
                                     "above it)")

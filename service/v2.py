@@ -69,9 +69,9 @@ def served_models(engine: Engine) -> dict[str, tuple[list[TensorSpec], list[Tens
 def model_io(engine: Engine, name: str, version: str | None) -> tuple[list[TensorSpec], list[TensorSpec]]:
     models = served_models(engine)
     if name not in models:
-        raise V2Error(404, f"unknown model {name!r}; this server has {', '.join(sorted(models))}")
+        raise V2Error(404, f"unknown model {brief(name)}; this server has {', '.join(sorted(models))}")
     if version not in (None, VERSION):
-        raise V2Error(404, f"model {name!r} has no version {version!r}; it has version {VERSION}")
+        raise V2Error(404, f"model {name!r} has no version {brief(version)}; it has version {VERSION}")
     return models[name]
 
 
@@ -93,14 +93,29 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     return data
 
 
+def is_decimal(text: str) -> bool:
+    """ASCII digits only, few enough for int() (str.isdigit() also takes "²" and other digits int() refuses)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
+def brief(value: object, limit: int = 80) -> str:
+    """A client's value quoted in an error message, cut to `limit` characters; an integer too long for str()
+    (over 4,300 digits) is described, not converted."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = "<a number too long to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     """The JSON inference header and the binary tensor data after it (empty without the extension)."""
     if header_length is None:
         json_part, binary = body, b""
     else:
-        if not header_length.isdigit() or not 0 < int(header_length) <= len(body):
+        if not is_decimal(header_length) or not 0 < int(header_length) <= len(body):
             raise V2Error(400, f"{HEADER_LENGTH} must be the JSON header's length in bytes, between 1 and the body's "
-                          f"{len(body)}, got {header_length!r}")
+                          f"{len(body)}, got {brief(header_length)}")
         json_part, binary = body[: int(header_length)], body[int(header_length) :]
     try:
         request = json.loads(json_part)
@@ -113,9 +128,11 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
 
 def checked_shape(raw: object, spec: TensorSpec) -> tuple[int, ...]:
     if not isinstance(raw, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in raw):
-        raise V2Error(400, f"input {spec.name!r}: shape must be a list of non-negative integers, got {raw!r}")
+        raise V2Error(400, f"input {spec.name!r}: shape must be a list of non-negative integers, got {brief(raw)}")
     if len(raw) != len(spec.shape) or any(want not in (-1, got) for want, got in zip(spec.shape, raw)):
-        raise V2Error(400, f"input {spec.name!r}: shape {raw} does not fit the model's {list(spec.shape)}")
+        raise V2Error(400, f"input {spec.name!r}: shape {brief(raw)} does not fit the model's {list(spec.shape)}")
+    if any(want == -1 and got > schemas.MAX_IMAGES for want, got in zip(spec.shape, raw)):
+        raise V2Error(400, f"input {spec.name!r}: batch size must be between 1 and {schemas.MAX_IMAGES}, got {brief(raw)}")
     return tuple(raw)
 
 
@@ -130,7 +147,7 @@ def tensor_data(tensor: dict, spec: TensorSpec, shape: tuple[int, ...], binary: 
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size != count * spec.dtype.itemsize:
             raise V2Error(400, f"input {spec.name!r}: binary_data_size must be {count * spec.dtype.itemsize} "
-                          f"({count} x {spec.datatype}), got {size!r}")
+                          f"({count} x {spec.datatype}), got {brief(size)}")
         if offset + size > len(binary):
             raise V2Error(400, f"input {spec.name!r}: {size} bytes of binary data announced, {len(binary) - offset} left")
         return np.frombuffer(binary[offset : offset + size], dtype=spec.dtype).reshape(shape), offset + size
@@ -159,12 +176,12 @@ def parse_inputs(request: dict, binary: bytes, specs: list[TensorSpec]) -> dict[
     for tensor in inputs:
         name = tensor.get("name")
         if name not in by_name:
-            raise V2Error(400, f"unknown input {name!r}; the model's inputs are {', '.join(by_name)}")
+            raise V2Error(400, f"unknown input {brief(name)}; the model's inputs are {', '.join(by_name)}")
         if name in feeds:
             raise V2Error(400, f"input {name!r} is given twice")
         spec = by_name[name]
         if tensor.get("datatype") != spec.datatype:
-            raise V2Error(400, f"input {name!r}: datatype must be {spec.datatype}, got {tensor.get('datatype')!r}")
+            raise V2Error(400, f"input {name!r}: datatype must be {spec.datatype}, got {brief(tensor.get('datatype'))}")
         feeds[name], offset = tensor_data(tensor, spec, checked_shape(tensor.get("shape"), spec), view, offset)
     if missing := [name for name in by_name if name not in feeds]:
         raise V2Error(400, f"missing input(s) {', '.join(missing)}")
@@ -206,7 +223,7 @@ def requested_outputs(request: dict, specs: list[TensorSpec]) -> list[tuple[int,
     chosen = []
     for output in wanted:
         if output.get("name") not in names:
-            raise V2Error(400, f"unknown output {output.get('name')!r}; the model's outputs are {', '.join(names)}")
+            raise V2Error(400, f"unknown output {brief(output.get('name'))}; the model's outputs are {', '.join(names)}")
         flags = output.get("parameters") or {}
         binary = flags.get("binary_data", binary_default) if isinstance(flags, dict) else binary_default
         chosen.append((names.index(output["name"]), binary is True))
@@ -286,4 +303,8 @@ async def infer(request: Request, name: str, version: str | None = None, timeout
         check_codes(engine, feeds)
     # Shedding (Overloaded, DeadlineExceeded) is answered by the app's handler, in V2's shape on /v2 paths.
     results = await unless_disconnected(request.receive, request.app.state.metrics, engine.infer(name, feeds, timeout_s))
+    for spec, result in zip(outputs, results):
+        if not np.isfinite(result).all():  # finite inputs far outside the prior can overflow the model's arithmetic
+            raise V2Error(400, f"output {spec.name!r} is not finite for these inputs: values of "
+                          f"{', '.join(repr(n) for n in feeds)} far outside the model's prior overflow it")
     return infer_response(name, parsed, results, outputs, chosen)

@@ -1,18 +1,22 @@
-"""Several worker processes serving one port, each with its own listening socket.
+"""Several worker processes serving one port, each with its own listening socket, under a supervisor.
 
 uvicorn's own supervisor shares one listening socket among its workers, and whichever worker wakes first
-accepts every connection that is waiting: 16 clients connecting at once landed 13/3, 15/1 and 16/0 on two
-workers, so one event loop was saturated while the other idled (docs/PERFORMANCE.md). Here each worker binds
-the port itself with SO_REUSEPORT, and Linux spreads new connections over the listening sockets by a hash of
-their addresses. A worker listens only once its app has started (model loaded, every batch size warmed up),
-so no connection waits on a cold worker. Elsewhere than Linux, SO_REUSEPORT does not balance: uvicorn's
-supervisor serves instead. One caution that comes with SO_REUSEPORT: a second copy of the service started by
-the same user on the same port joins the group silently and takes a share of the connections (the start-up
-check refuses a port held by any other kind of listener).
+accepts every connection that is waiting, so one event loop can be saturated while another idles. Here each
+worker binds the port itself with SO_REUSEPORT, and Linux spreads new connections over the listening sockets
+by a hash of their addresses. A worker listens only once its app has started (model loaded, every batch size
+warmed up), so no connection waits on a cold worker. Elsewhere than Linux, SO_REUSEPORT does not balance:
+uvicorn's supervisor serves instead. One caution that comes with SO_REUSEPORT: a second copy of the service
+started by the same user on the same port joins the group silently and takes a share of the connections (the
+start-up check refuses a port held by any other kind of listener).
+
+The supervisor replaces a worker that dies or whose event loop stops answering (a heartbeat through shared
+memory, WATCHDOG_S), and the workers die with the supervisor (PR_SET_PDEATHSIG), so no worker outlives it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -20,7 +24,10 @@ import signal
 import socket
 import sys
 import threading
-from multiprocessing.process import BaseProcess
+import time
+from functools import partial
+from multiprocessing.context import BaseContext
+from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 import uvicorn
@@ -28,9 +35,12 @@ from prometheus_client import multiprocess
 from uvicorn.config import STARTUP_FAILURE  # a worker's exit status when its app failed to start
 
 from service.metrics import MULTIPROCESS_ENV
+from service.settings import ConfigurationError, Settings
 
 log = logging.getLogger("service.workers")
 BALANCED_BY_KERNEL = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+SUPERVISOR_TICK_S = 0.1  # how often the supervisor looks at its workers: a dead one is replaced within this
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -43,10 +53,52 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_worker(options: dict[str, Any]) -> None:
-    """One worker process: the app from the environment the supervisor prepared, on its own socket."""
-    config = uvicorn.Config("service.app:create_app", factory=True, **options)
-    uvicorn.Server(config).run(sockets=[reuse_port_socket(config.host, config.port)])
+class WatchedServer(uvicorn.Server):
+    """uvicorn's server, whose event loop stamps `heartbeat` (time.monotonic(), shared with the supervisor) every
+    `interval` seconds once the app has started: a worker whose loop is stopped or blocked stops stamping."""
+
+    def __init__(self, config: uvicorn.Config, heartbeat: Synchronized, interval: float):
+        super().__init__(config)
+        self.heartbeat, self.interval = heartbeat, interval
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        beating = asyncio.ensure_future(self.beat())
+        try:
+            await super().serve(sockets)
+        finally:
+            beating.cancel()
+
+    async def beat(self) -> None:
+        while True:
+            if self.started:
+                self.heartbeat.value = time.monotonic()
+            await asyncio.sleep(self.interval)
+
+
+def die_with_parent(parent: int) -> None:
+    """The kernel sends this process SIGTERM (a graceful stop) when the supervisor dies, kill -9 included."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the supervisor died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def check_port(host: str, port: int) -> None:
+    """Fails at start-up, naming the address, rather than in every worker."""
+    try:
+        reuse_port_socket(host, port).close()
+    except OSError as error:
+        raise ConfigurationError(f"cannot listen on {host}:{port} (HOST, PORT): {error.strerror or error}") from None
+
+
+def run_worker(settings: Settings, options: dict[str, Any], heartbeat: Synchronized, parent: int) -> None:
+    """One worker process: the app built from the supervisor's settings, on its own socket."""
+    from service.app import create_app  # the app module imports this one
+
+    die_with_parent(parent)
+    config = uvicorn.Config(partial(create_app, settings), factory=True, **options)
+    server = WatchedServer(config, heartbeat, interval=settings.watchdog_s / 5)
+    server.run(sockets=[reuse_port_socket(config.host, config.port)])
 
 
 def forget_worker(pid: int | None) -> None:
@@ -56,28 +108,39 @@ def forget_worker(pid: int | None) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def supervise(workers: int, options: dict[str, Any]) -> None:
-    """Runs `workers` worker processes until SIGTERM or SIGINT, which it passes on as SIGTERM (each worker then
-    finishes its in-flight requests); a worker that dies is replaced, unless its app failed to start, which
-    would fail again: then all stop and the exit status says so."""
-    try:  # fail here, naming the port, rather than in every worker
-        reuse_port_socket(options["host"], options["port"]).close()
-    except OSError as error:
-        raise SystemExit(f"error: cannot listen on {options['host']}:{options['port']}: {error.strerror}") from None
+class Worker:
+    """A worker process and its heartbeat."""
+
+    def __init__(self, context: BaseContext, settings: Settings, options: dict[str, Any]):
+        self.heartbeat = context.Value("d", 0.0, lock=False)
+        self.process = context.Process(target=run_worker, args=(settings, options, self.heartbeat, os.getpid()),
+                                       name="infogan-serve-worker")
+        self.process.start()
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since the last heartbeat; 0 until the first (the app is still starting)."""
+        return now - self.heartbeat.value if self.heartbeat.value else 0.0
+
+
+def supervise(settings: Settings, options: dict[str, Any]) -> None:
+    """Runs the workers until SIGTERM or SIGINT, which it passes on as SIGTERM (each worker then finishes its
+    in-flight requests). A worker that dies, or whose event loop misses its heartbeat for WATCHDOG_S (stopped,
+    or stuck), is killed and replaced; one whose app failed to start would fail again: then all stop and the
+    exit status says so. Workers get SIGTERM from the kernel if the supervisor itself dies."""
     context = multiprocessing.get_context("spawn")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-
-    def start() -> BaseProcess:
-        process = context.Process(target=run_worker, args=(options,), name="infogan-serve-worker")
-        process.start()
-        return process
-
-    processes = [start() for _ in range(workers)]
+    workers = [Worker(context, settings, options) for _ in range(settings.worker_count())]
     failed = False
-    while not stop.wait(0.5):
-        for index, process in enumerate(processes):
+    while not stop.wait(SUPERVISOR_TICK_S):
+        now = time.monotonic()
+        for index, worker in enumerate(workers):
+            process = worker.process
+            if process.exitcode is None and worker.silent_for(now) > settings.watchdog_s:
+                log.warning("worker %s missed its heartbeat for %.1f s; replacing it", process.pid, worker.silent_for(now))
+                process.kill()
+                process.join()
             if process.exitcode is None:
                 continue
             if process.exitcode == STARTUP_FAILURE:
@@ -87,11 +150,11 @@ def supervise(workers: int, options: dict[str, Any]) -> None:
                 break
             log.warning("worker %s exited with status %s; starting another", process.pid, process.exitcode)
             forget_worker(process.pid)
-            processes[index] = start()
-    for process in processes:
-        if process.exitcode is None:
-            process.terminate()
-    for process in processes:
-        process.join()
+            workers[index] = Worker(context, settings, options)
+    for worker in workers:
+        if worker.process.exitcode is None:
+            worker.process.terminate()
+    for worker in workers:
+        worker.process.join()
     if failed:
         raise SystemExit(STARTUP_FAILURE)
