@@ -36,11 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"host": args.host, "port": args.port, "model_dir": args.model, "workers": args.workers}
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-        model = open_model(settings)  # fails here, with the file's name, rather than in every worker
-        workers = settings.worker_count()
-        print(f"serving {settings.model_dir} on http://{settings.host}:{settings.port} ({model.provider}, {workers} "
-              f"worker(s) x {settings.threads_per_worker()} onnxruntime thread(s))", file=sys.stderr)
-        serve(settings, model if workers == 1 else None)  # several workers each open their own session
+        serve(settings, open_model(settings))  # the model fails here, with the file's name, not in every worker
     except ValidationError as error:
         print(f"error: {settings_error(error)}", file=sys.stderr)
         return EXIT_CONFIGURATION

@@ -9,6 +9,7 @@ import gc
 import os
 import shutil
 import signal
+import sys
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -63,25 +64,28 @@ def open_model(settings: Settings) -> Model:
     return model
 
 
-def serve(settings: Settings, model: Model | None) -> None:
+def serve(settings: Settings, model: Model) -> None:
     """Runs the app on uvicorn until interrupted (what `python -m service` does once the model is open).
 
     With several workers, each is a process on the same port (service/workers.py) that builds its own app (its
     own session and batcher) from these settings, and the Prometheus series go through files in one folder so
-    that any worker's /metrics counts every request.
+    that any worker's /metrics counts every request. Raises ConfigurationError before serving anything if the
+    port or the metrics folder cannot be used.
     """
     workers = settings.worker_count()
     options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
                "access_log": settings.access_log, "timeout_graceful_shutdown": settings.shutdown_grace_s,
                "http": LimitedHttpToolsProtocol, "limit_concurrency": settings.max_connections}
     check_port(settings.host, settings.port)
-    if workers == 1:
+    metrics_dir = prepare_metrics_dir(settings.metrics_dir) if workers > 1 else None
+    print(f"serving {settings.model_dir} on http://{settings.host}:{settings.port} ({model.provider}, {workers} "
+          f"worker(s) x {settings.threads_per_worker()} onnxruntime thread(s))", file=sys.stderr)
+    if metrics_dir is None:
         app = create_app(settings, model)
         if settings.metrics_port:
             serve_metrics(settings.host, settings.metrics_port, app.state.metrics.registry)
         uvicorn.run(app, **options)
         return
-    metrics_dir = prepare_metrics_dir(settings.metrics_dir)
     try:
         if settings.metrics_port:  # this process only supervises: it serves the sum of the workers' files
             serve_metrics(settings.host, settings.metrics_port, workers_registry(metrics_dir))

@@ -7,16 +7,24 @@ import hmac
 import json
 import math
 import time
+from typing import NamedTuple
 
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import Overloaded
 from service.metrics import Metrics
 from service.responses import JSONResponse
 
-INFERENCE_ROUTES = {"/generate": "generator", "/traverse": "generator", "/encode": "encoder"} | {
-    f"/v2/models/{model}{version}/infer": model for model in ("generator", "encoder") for version in ("", "/versions/1")}
+
+class InferenceRoute(NamedTuple):
+    model: str  # the session it runs on
+    template: str  # its route's path template, the label of its metrics
+
+
+INFERENCE_ROUTES = {path: InferenceRoute(model, path) for path, model in
+                    (("/generate", "generator"), ("/traverse", "generator"), ("/encode", "encoder"))} | {
+    f"/v2/models/{model}{version}/infer": InferenceRoute(model, f"/v2/models/{{name}}{template}/infer")
+    for model in ("generator", "encoder") for version, template in (("", ""), ("/versions/1", "/versions/{version}"))}
 V2_PREFIX = "/v2"  # the Open Inference Protocol's paths, whose errors read {"error": "..."}
 
 
@@ -42,16 +50,16 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            route = scope.get("route") or matching_route(scope)  # none when answered before routing (shed, 413)
-            self.metrics.observe_request(getattr(route, "path", "unmatched"), method, status, time.perf_counter() - started)
+            self.metrics.observe_request(route_label(scope), method, status, time.perf_counter() - started)
 
 
-def matching_route(scope: Scope) -> BaseRoute | None:
-    """The route whose path template `scope` matches (whatever the method), asked of the app's routes."""
-    for route in scope["app"].router.routes:
-        if route.matches(scope)[0] != Match.NONE:
-            return route
-    return None
+def route_label(scope: Scope) -> str:
+    """The path template of the route that answered; for an inference request refused before routing (shed,
+    413), the template of its route; else "unmatched"."""
+    if "route" in scope:
+        return scope["route"].path
+    known = INFERENCE_ROUTES.get(scope["path"])
+    return known.template if known else "unmatched"
 
 
 class HeadMiddleware:
@@ -83,11 +91,11 @@ class ShedMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        model = INFERENCE_ROUTES.get(scope["path"]) if scope["type"] == "http" else None
-        engine = getattr(scope["app"].state, "engine", None) if model else None
+        route = INFERENCE_ROUTES.get(scope["path"]) if scope["type"] == "http" else None
+        engine = getattr(scope["app"].state, "engine", None) if route else None
         if engine is not None:
             try:
-                engine.shed_at_door(client_timeout(request_headers(scope).get(b"x-request-timeout")), model=model)
+                engine.shed_at_door(client_timeout(request_headers(scope).get(b"x-request-timeout")), model=route.model)
             except Overloaded as error:
                 await unavailable_response(error, scope["path"])(scope, receive, send)
                 return

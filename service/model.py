@@ -103,7 +103,11 @@ def _verify(directory: Path, card: dict, card_path: Path) -> None:
     """Each ONNX file model.json lists has the checksum it records (a damaged or swapped file is refused)."""
     for name, entry in card.get("files", {}).items():
         path = directory / name
-        if path.suffix == ".onnx" and path.is_file() and _sha256(path) != entry["sha256"]:
+        if path.suffix != ".onnx":
+            continue
+        if not path.is_file():
+            raise ModelError(f"{path}: {card_path} lists it, but it is {'not a file' if path.exists() else 'missing'}")
+        if _sha256(path) != entry["sha256"]:
             raise ModelError(f"{path}: its SHA-256 differs from the one {card_path} records (damaged or replaced; "
                              "export the model again)")
 

@@ -40,6 +40,7 @@ from service.settings import ConfigurationError, Settings
 log = logging.getLogger("service.workers")
 BALANCED_BY_KERNEL = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+STARTUP_S = 120.0  # the longest a worker may take to load and warm up its model before its first heartbeat
 SUPERVISOR_TICK_S = 0.1  # how often the supervisor looks at its workers: a dead one is replaced within this
 
 
@@ -112,14 +113,17 @@ class Worker:
     """A worker process and its heartbeat."""
 
     def __init__(self, context: BaseContext, settings: Settings, options: dict[str, Any]):
+        self.started = time.monotonic()
         self.heartbeat = context.Value("d", 0.0, lock=False)
         self.process = context.Process(target=run_worker, args=(settings, options, self.heartbeat, os.getpid()),
                                        name="infogan-serve-worker")
         self.process.start()
 
-    def silent_for(self, now: float) -> float:
-        """Seconds since the last heartbeat; 0 until the first (the app is still starting)."""
-        return now - self.heartbeat.value if self.heartbeat.value else 0.0
+    def unresponsive(self, now: float, watchdog_s: float) -> bool:
+        """No heartbeat for watchdog_s, or none at all STARTUP_S after the process started."""
+        if self.heartbeat.value:
+            return now - self.heartbeat.value > watchdog_s
+        return now - self.started > STARTUP_S
 
 
 def supervise(settings: Settings, options: dict[str, Any]) -> None:
@@ -137,8 +141,9 @@ def supervise(settings: Settings, options: dict[str, Any]) -> None:
         now = time.monotonic()
         for index, worker in enumerate(workers):
             process = worker.process
-            if process.exitcode is None and worker.silent_for(now) > settings.watchdog_s:
-                log.warning("worker %s missed its heartbeat for %.1f s; replacing it", process.pid, worker.silent_for(now))
+            if process.exitcode is None and worker.unresponsive(now, settings.watchdog_s):
+                log.warning("worker %s has not answered its heartbeat for %g s; replacing it", process.pid,
+                            settings.watchdog_s)
                 process.kill()
                 process.join()
             if process.exitcode is None:
