@@ -26,13 +26,15 @@ from starlette.routing import Match
 from service import v2
 from service.batcher import Overloaded
 from service.caching import model_key
-from service.contract import with_model
+from service.contract import with_bearer_auth, with_model
+from service.docs import add_docs
 from service.engine import DeadlineExceeded, Engine
 from service.fastpath import ServiceApp
 from service.imaging import UploadError
 from service.latents import CodeError
 from service.metrics import MULTIPROCESS_ENV, Metrics, prepare_metrics_dir, serve_metrics, workers_registry
 from service.middleware import (
+    OPEN_PATHS,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     ClientDisconnected,
@@ -182,6 +184,8 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        docs_url=None,  # service/docs.py serves /docs and /redoc without a CDN
+        redoc_url=None,
         telemetry=None if settings.telemetry else TELEMETRY_OFF,
     )
     app.state.settings, app.state.metrics, app.state.api_key = settings, metrics, api_key(settings)
@@ -239,11 +243,14 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
                 app.openapi_schema = None
                 return schema
             app.openapi_schema = with_model(schema, engine.model.layout)
+            if app.state.api_key:
+                app.openapi_schema = with_bearer_auth(app.openapi_schema, OPEN_PATHS)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(router)
     app.include_router(v2.router)
+    add_docs(app)
     # The playground's files by name, not a catch-all mount: other paths stay the API's (404, or 405 with Allow).
     for path in sorted(STATIC_DIR.glob("*")) if STATIC_DIR.is_dir() else []:
         route = "/" if path.name == "index.html" else f"/{path.name}"

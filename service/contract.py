@@ -56,3 +56,19 @@ def with_model(openapi: dict, layout: LatentLayout) -> dict:
             parameter["schema"] = {"type": "string", "enum": code_keys(layout), "title": "Code"}
             parameter["examples"] = {key: {"value": key} for key in ["1", *(c.name for c in layout.codes[1:2])]}
     return openapi
+
+
+BEARER = "bearerAuth"
+
+
+def with_bearer_auth(schema: dict, open_paths: set[str]) -> dict:
+    """The schema of a service run with API_KEY: a bearer scheme, required by every operation outside
+    `open_paths`, so that /docs' "Authorize" sends the key and generated clients know to."""
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[BEARER] = {
+        "type": "http", "scheme": "bearer", "description": "the service's API_KEY, sent as `Authorization: Bearer <key>`"}
+    for path, operations in schema.get("paths", {}).items():
+        if path not in open_paths:
+            for operation in operations.values():
+                operation["security"] = [{BEARER: []}]
+    return schema

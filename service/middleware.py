@@ -12,6 +12,7 @@ from typing import NamedTuple
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import Overloaded
+from service.docs import DOCS_PATHS
 from service.metrics import Metrics
 from service.responses import JSONResponse
 
@@ -175,8 +176,8 @@ async def buffer_body(receive: Receive, limit: int) -> tuple[bytes, Receive]:
 
 
 # Open without the API key: what probes, the playground page and the API documentation fetch.
-OPEN_PATHS = {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/", "/app.js", "/style.css", "/docs",
-              "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+OPEN_PATHS = {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/", "/app.js", "/style.css",
+              "/openapi.json"} | DOCS_PATHS
 
 
 def authorized(headers: dict[bytes, bytes], key: bytes | None) -> bool:

@@ -7,6 +7,36 @@ let generation = null; // AbortController of the /generate request in flight
 let debounce = null;
 let encoded = null; // the last /encode answer
 
+// With API_KEY set, the service answers 401 to the API's routes: the page asks for the key once and keeps it in
+// sessionStorage, so it lives as long as this tab and is never written to disk or sent to another origin.
+const KEY_STORAGE = "infogan-api-key";
+let keyPrompt = null; // the pending question, shared by every request that met a 401
+
+function askForKey() {
+  keyPrompt = keyPrompt || new Promise((resolve) => {
+    const form = $("key-form");
+    const done = (key) => { form.hidden = true; keyPrompt = null; resolve(key); };
+    form.onsubmit = (event) => { event.preventDefault(); done($("api-key").value.trim() || null); };
+    $("key-cancel").onclick = () => done(null);
+    form.hidden = false;
+    $("api-key").focus();
+  });
+  return keyPrompt;
+}
+
+// Every call to the API: with the tab's key when it has one; a 401 asks for the key and sends the request again.
+async function api(path, options = {}) {
+  for (;;) {
+    const key = sessionStorage.getItem(KEY_STORAGE);
+    const headers = { ...options.headers, ...(key ? { Authorization: `Bearer ${key}` } : {}) };
+    const response = await fetch(path, { ...options, headers });
+    if (response.status !== 401) return response;
+    const given = await askForKey();
+    if (given === null) return response;
+    sessionStorage.setItem(KEY_STORAGE, given);
+  }
+}
+
 function showError(message) {
   $("error").textContent = message;
   $("error").hidden = !message;
@@ -90,7 +120,7 @@ async function generate() {
   generation = new AbortController();
   const body = { codes: codeValues(), seed: parseInt($("seed").value, 10), n: parseInt($("count").value, 10) };
   try {
-    const response = await fetch("generate", {
+    const response = await api("generate", {
       method: "POST", signal: generation.signal,
       headers: { "Content-Type": "application/json", Accept: "image/png" }, body: JSON.stringify(body),
     });
@@ -98,6 +128,7 @@ async function generate() {
     const url = URL.createObjectURL(await response.blob());
     const old = $("preview").src;
     $("preview").src = url;
+    $("preview").hidden = false;
     if (old.startsWith("blob:")) URL.revokeObjectURL(old);
     $("preview").dataset.request = JSON.stringify(body);
     showError("");
@@ -111,7 +142,7 @@ async function traverse() {
   const params = new URLSearchParams({ code: target, rows: $("traverse-rows").value, seed: $("seed").value });
   for (const [name, value] of Object.entries(codeValues())) if (name !== target) params.set(name, value);
   try {
-    const response = await fetch(`traverse?${params}`, { headers: { Accept: "image/png" } });
+    const response = await api(`traverse?${params}`, { headers: { Accept: "image/png" } });
     if (!response.ok) return showError(await apiError(response));
     $("traverse-grid").src = URL.createObjectURL(await response.blob());
     $("traverse-grid").hidden = false;
@@ -162,7 +193,7 @@ function setUpCanvas() {
 async function encode() {
   const blob = await new Promise((resolve) => $("canvas").toBlob(resolve, "image/png"));
   try {
-    const response = await fetch("encode", { method: "POST", headers: { "Content-Type": "image/png" }, body: blob });
+    const response = await api("encode", { method: "POST", headers: { "Content-Type": "image/png" }, body: blob });
     if (!response.ok) return showError(await apiError(response));
     encoded = await response.json();
     const lines = info.codes.map((code) => {
@@ -195,7 +226,7 @@ function loadEncodedCodes() {
 
 async function start() {
   try {
-    const response = await fetch("info");
+    const response = await api("info");
     if (!response.ok) return showError(`cannot load the model description: ${await apiError(response)}`);
     info = await response.json();
   } catch (error) {
