@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 
 import httpx
@@ -14,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.conftest import Server, run
+from tests.conftest import Server
 
 ROUTES = ["/generate", "/traverse", "/encode", "/info", "/v2/models/generator/infer", "/v2/models/encoder/infer",
           "/v2/models/generator", "/healthz", "/nope"]
@@ -167,15 +166,6 @@ def test_an_api_key_guards_the_api_and_leaves_probes_open(model_dir):
                 assert http.get(path).status_code == 200, path
     finally:
         server.stop()
-
-
-def test_metrics_dir_with_someone_elses_files_is_refused_not_emptied(model_dir, tmp_path):
-    (tmp_path / "precious.txt").write_text("keep me")
-    (tmp_path / "counter_123.db").write_bytes(b"")
-    result = run("service", "--model", str(model_dir), "--workers", "2", "--port", "1",
-                 env={**os.environ, "METRICS_DIR": str(tmp_path)}, timeout=60)
-    assert result.returncode == 2 and "precious.txt" in result.stderr and "Traceback" not in result.stderr
-    assert (tmp_path / "precious.txt").read_text() == "keep me" and (tmp_path / "counter_123.db").exists()
 
 
 def metric(http: httpx.Client, pattern: str) -> float:
