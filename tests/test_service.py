@@ -189,7 +189,7 @@ def test_the_schema_names_the_models_codes_and_labels(client):
 
 def test_a_wrong_method_is_405_with_allow(client):
     response = client.request("OPTIONS", "/generate")
-    assert response.status_code == 405 and response.headers["allow"] == "GET, POST"
+    assert response.status_code == 405 and response.headers["allow"] == "GET, HEAD, POST"
 
 
 def encode_png(client, image: Image.Image, kind="PNG") -> dict:
