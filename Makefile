@@ -45,6 +45,7 @@ bench: $(BIN)/.installed  ## the benchmarks whose output docs/PERFORMANCE.md rec
 	$(BIN)/python bench/serve_load.py --replay-inference
 	$(BIN)/python bench/serve_load.py --goals
 	$(BIN)/python bench/overload.py --soak-seconds 600
+	$(BIN)/python bench/worker_kill.py --rounds 5
 
 # Debian packages the tests drive, installed only where missing (needs root then).
 define apt_install

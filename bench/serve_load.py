@@ -59,10 +59,13 @@ async def client(host: str, port: int, request: bytes, stop: float, latencies: l
     while time.perf_counter() < stop:
         started = time.perf_counter()
         writer.write(request)
-        status, _ = await read_response(reader)
+        status, headers = await read_response(reader)
         if status != 200:
             errors.append(status)
         latencies.append(time.perf_counter() - started)
+        if headers.get(b"connection", b"").lower() == b"close":  # MAX_REQUESTS_PER_CONNECTION: reconnect
+            writer.close()
+            reader, writer = await asyncio.open_connection(host, port)
     writer.close()
 
 

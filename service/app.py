@@ -172,7 +172,8 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         # reach, a full collection no longer rescans them (it paused every request for ~25 ms).
         gc.freeze()
         # uvicorn hands the lifespan's state to every connection it makes (service/protocol.py).
-        yield {LIMITS_KEY: ConnectionLimits(settings.read_timeout_s, settings.max_header_bytes, settings.max_header_count)}
+        yield {LIMITS_KEY: ConnectionLimits(settings.read_timeout_s, settings.max_header_bytes, settings.max_header_count,
+                                            settings.max_requests_per_connection)}
         await engine.stop()
         metrics.close()
 

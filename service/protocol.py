@@ -9,6 +9,10 @@
   parser (httptools) keeps no limit of its own and buffers a header whole before handing it over, so the bytes
   of a head still in flight are counted as they arrive.
 - Host (RFC 9112, 3.2): a request with two Host headers, or an HTTP/1.1 request with none, is a 400.
+- A keep-alive connection is closed (`Connection: close` on its answer) after `max_requests_per_connection`
+  requests, as nginx's keepalive_requests does: clients reconnect, and the kernel spreads the new connections
+  over every worker listening, so a replaced or added worker gets its share of a pool that never reconnects
+  on its own.
 
 The limits come from the app's lifespan state (`ConnectionLimits` under LIMITS_KEY), which uvicorn hands to
 every connection it makes once the app has started.
@@ -33,6 +37,7 @@ class ConnectionLimits:
     read_timeout_s: float = 10.0
     max_header_bytes: int = 64 * 1024  # request line and headers together
     max_header_count: int = 100
+    max_requests_per_connection: int = 200  # 0: no limit
 
 
 class RequestRefused(Exception):
@@ -52,6 +57,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.refusal: RequestRefused | None = None
         self.head_bytes = 0  # of the request line and headers being read
         self.reading_head = True
+        self.requests = 0  # on this connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -93,6 +99,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.stop(400, "an HTTP/1.1 request needs a Host header" if hosts == 0 else "a request may carry only one "
                       "Host header")
         super().on_headers_complete()
+        self.requests += 1
+        if self.requests == self.limits.max_requests_per_connection and self.cycle is not None:
+            self.cycle.keep_alive = False  # uvicorn answers with Connection: close, then closes
 
     def stop(self, status: int, message: str) -> NoReturn:
         """Stops the parser (an exception from its callback); uvicorn then calls send_400_response."""

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request line and headers together; beyond, "
                                   "431 and the connection closed")
     max_header_count: int = Field(100, ge=8, description="most request headers; beyond, 431 and the connection closed")
+    max_requests_per_connection: int = Field(200, ge=0, description="requests a keep-alive connection may carry "
+                                             "before it is closed (Connection: close), so clients reconnect and "
+                                             "every worker, a replaced one too, gets its share; 0: no limit")
     max_connections: int = Field(1000, ge=1, description="open connections and requests per worker; beyond, 503")
     decode_concurrency: int = Field(2, ge=1, description="uploads a worker decodes at once (memory and CPU grow "
                                     "with each); more wait, and beyond four times as many waiting, 503")

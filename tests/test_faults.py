@@ -83,6 +83,21 @@ def test_header_limits_are_settings(model_dir):
         server.stop()
 
 
+def test_a_connection_is_closed_after_its_request_limit_so_clients_rebalance(model_dir):
+    server = Server(model_dir, WORKERS="1", MAX_REQUESTS_PER_CONNECTION="3")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            answers = []
+            for _ in range(3):
+                sock.sendall(get(b"/healthz", b"Host: x"))
+                answers.append(read_answer(sock))
+            assert [status_of(a) for a in answers] == [200, 200, 200]
+            assert [b"connection: close" in a.lower() for a in answers] == [False, False, True]
+            assert sock.recv(1) == b""  # closed by the server after the third answer
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("headers, version, status", [
     ((), b"1.1", 400),
     ((b"Host: a", b"Host: b"), b"1.1", 400),
