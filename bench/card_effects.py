@@ -2,7 +2,7 @@
 
     python bench/card_effects.py models/mnist --data-dir ../shared/data/mnist-9k
 
-The same measurement as training and `python -m training.evaluate` (training/disentangle.py), run on the
+The same measurement as training and `python -m training.evaluate` (infogan/effects.py, with Morpho-MNIST's measures), run on the
 shipped generator.onnx itself, so the card states what the served model does. Prints the table and writes
 `code_effects` (with the draws, steps and seed) into MODEL_DIR/model.json.
 """
@@ -20,10 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from infogan.effects import DRAWS, STEPS, effects_table, reference_scale
 from infogan.latent import LatentLayout
 from training.checkpoint import atomic_write
 from training.data import load_dataset
-from training.disentangle import DRAWS, STEPS, code_effects, effects_table, reference_scale
+from training.disentangle import code_effects
 
 
 class OnnxGenerator(torch.nn.Module):
@@ -53,7 +54,7 @@ def main() -> None:
     effects = code_effects(generator, generator.layout, reference_scale(dataset.images), seed=args.seed)
     print(effects_table(effects))
     card["code_effects"] = {"measured_on": str(args.data_dir), "draws": DRAWS, "steps": STEPS, "seed": args.seed,
-                            "method": "training/disentangle.py", "codes": effects}
+                            "method": "infogan/effects.py (Morpho-MNIST slant and thickness)", "codes": effects}
     atomic_write(card_path, lambda out: out.write((json.dumps(card, indent=2) + "\n").encode()))
 
 

@@ -6,7 +6,7 @@ For each model directory, `python -m service` is started on it and asked, over H
 - the categorical code's accuracy: every held-out digit is sent to `POST /encode` as a PNG, and the label the
   service answers (through the model's label map) is compared with the digit's true label;
 - what each continuous code does: `GET /traverse` of that code over its prior, `--draws` rows at 9 values, the
-  slant and stroke thickness of every returned image measured as training/disentangle.py does, in SDs over
+  slant and stroke thickness of every returned image measured as infogan/effects.py does (Morpho-MNIST), in SDs over
   the held-out digits; effect, share and main factor per code.
 Prints one Markdown table row per model (the table docs/RESULTS.md shows).
 """
@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from serve_load import ROOT, serving
 
+from infogan.effects import FACTORS, factors, main_factor, reference_scale, sweep_slopes
 from infogan.images import png_bytes
 from training.data import load_dataset
-from training.disentangle import FACTORS, factors, main_factor, reference_scale, sweep_slopes
 
 STEPS = 9
 ROWS_PER_REQUEST = 30  # under the service's max_traverse_rows

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from heldout import ROOT, lower_share, measure
 
+from infogan.effects import reference_scale
 from training.data import load_dataset
-from training.disentangle import reference_scale
 
 
 def stale(output: Path, source: Path) -> bool:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.disentangle import separated
+from infogan.effects import separated
 
 
 def last_metrics(run: Path) -> dict | None:

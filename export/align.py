@@ -4,7 +4,7 @@
 
 Training without labels learns a space of continuous codes that holds slant and stroke thickness, but not
 which axes of it carry them: with a fixed-variance Gaussian Q any rotation of that space scores the same
-(docs/RESULTS.md). This step chooses the axes afterwards, by measuring images (training/disentangle.py):
+(docs/RESULTS.md). This step chooses the axes afterwards, by measuring images (infogan/effects.py, with Morpho-MNIST's measures):
 
 1. fit: for many draws of (noise, categorical code), the generator is run at random points of the trained
    codes' prior and each factor (in real-digit SDs) is fitted as a linear function of the codes;
@@ -37,11 +37,11 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from export.export import sha256
+from infogan.effects import FACTORS, GOAL_SHARE, MIN_EFFECT, factors, measure_effects, reference_scale, separated
+from infogan.files import sha256
 from infogan.latent import Alignment, Code, LatentLayout
 from infogan.prior import present, sample, to_trained
 from training.data import DataError, load_dataset
-from training.disentangle import FACTORS, GOAL_SHARE, MIN_EFFECT, factors, measure_effects, reference_scale, separated
 
 PREFIX = "align/"  # names of every node and weight this step adds, so a later run can take them out again
 FIT_DRAWS, FIT_POINTS, EVAL_DRAWS = 600, 24, 200
@@ -331,8 +331,8 @@ def align_model(model_dir: Path, data_dir: Path, out_dir: Path, seed: int = 0, f
     card["latent"] = aligned.to_dict()
     card["alignment"] = {
         "learned_without_labels": "the space of the continuous codes, which holds the factors",
-        "chosen_after_training": "its axes: the map below, chosen by measuring images (slant and stroke thickness, "
-                                 "training/disentangle.py) against the real digits of the data set named here",
+        "chosen_after_training": "its axes: the map below, chosen by measuring images (Morpho-MNIST's slant and stroke "
+                                 "thickness, infogan/effects.py) against the real digits of the data set named here",
         "prior": "the trained codes are drawn from their uniform prior and mapped, so every draw stays on the "
                  "training distribution; each presented code spans [-1, 1] over it, and pinning one moves the image "
                  "along that code's axis only",
@@ -342,7 +342,7 @@ def align_model(model_dir: Path, data_dir: Path, out_dir: Path, seed: int = 0, f
         "effects_before": before, "effects_after": after, "parity": parity, "command": command,
     }
     card["code_effects"] = {"measured_on": str(data_dir), "draws": eval_draws, "seed": eval_seed,
-                            "method": "training/disentangle.py", "codes": after}
+                            "method": "infogan/effects.py (Morpho-MNIST slant and thickness)", "codes": after}
     write(out_dir, {"generator.onnx": baked_generator, "encoder.onnx": baked_encoder}, card, model_dir)
     return card
 

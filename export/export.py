@@ -10,7 +10,6 @@ files as metadata, so a model file alone is enough to serve it. Nothing lands un
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import shutil
@@ -27,6 +26,7 @@ import torch
 from onnx import helper, numpy_helper
 from torch import nn
 
+from infogan.files import sha256
 from infogan.latent import LatentLayout
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_networks
 from training.model import Discriminator, Generator, sample_latents
@@ -55,10 +55,6 @@ class EncoderGraph(nn.Module):
         _, logits, mean, _ = self.discriminator(images)
         probabilities = [part.softmax(1) for part in logits.split(self.sizes, dim=1)] if self.sizes else [logits]
         return torch.cat(probabilities, dim=1), mean
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def store_weights_fp16(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -58,12 +58,12 @@ def skeleton_length(skeleton: np.ndarray) -> float:
     return total
 
 
-def moments(image: np.ndarray) -> tuple[float, float, float, float, float]:
-    """Mass, centroid (x, y) and the central moments mu11 and mu02 (x along columns, y along rows)."""
+def moments(image: np.ndarray) -> tuple[float, float, float]:
+    """The centroid's row and the central moments mu11 and mu02 (x along columns, y along rows)."""
     y, x = np.indices(image.shape, dtype=np.float64)
     mass = image.sum()
     cx, cy = (x * image).sum() / mass, (y * image).sum() / mass
-    return mass, cx, cy, ((x - cx) * (y - cy) * image).sum() / mass, ((y - cy) ** 2 * image).sum() / mass
+    return cy, ((x - cx) * (y - cy) * image).sum() / mass, ((y - cy) ** 2 * image).sum() / mass
 
 
 def weighted_quantiles(positions: np.ndarray, weights: np.ndarray, fractions: tuple[float, float]) -> np.ndarray:
@@ -80,7 +80,7 @@ def measure(image: np.ndarray) -> Morphometrics:
         return Morphometrics(*([float("nan")] * len(FACTORS)))
     binary = hires >= low + (high - low) * THRESHOLD
     skeleton, distance = morphology.medial_axis(binary, return_distance=True, rng=0)
-    mass, cx, cy, mu11, mu02 = moments(hires)
+    cy, mu11, mu02 = moments(hires)
     shear = mu11 / mu02 if mu02 > 0 else 0.0
     y, x = np.indices(hires.shape, dtype=np.float64)
     # Along each row, x measured from the sheared axis through the centroid; rows as they are.

@@ -6,13 +6,13 @@ image format) and model.json; nothing is configured twice.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnxruntime as ort
 
+from infogan.files import sha256
 from infogan.latent import LatentLayout
 from service.settings import ConfigurationError
 
@@ -70,14 +70,6 @@ def _metadata(session: ort.InferenceSession, path: Path) -> tuple[LatentLayout, 
     return layout, image, card
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _card(path: Path) -> dict:
     """model.json, checked to be what the exporter writes: an object whose optional name, version and dataset are
     strings and whose "files" maps file names to {"sha256": hex digest}."""
@@ -107,7 +99,7 @@ def _verify(directory: Path, card: dict, card_path: Path) -> None:
             continue
         if not path.is_file():
             raise ModelError(f"{path}: {card_path} lists it, but it is {'not a file' if path.exists() else 'missing'}")
-        if _sha256(path) != entry["sha256"]:
+        if sha256(path) != entry["sha256"]:
             raise ModelError(f"{path}: its SHA-256 differs from the one {card_path} records (damaged or replaced; "
                              "export the model again)")
 
@@ -126,7 +118,7 @@ def load_model(directory: Path, threads: int = 0) -> Model:
     generator = _session(generator_path, threads)
     layout, image, embedded_card = _metadata(generator, generator_path)
     if card is None:  # a model file alone is enough: derive the checksums the card would have held
-        card = {**embedded_card, "files": {p.name: {"sha256": _sha256(p)}
+        card = {**embedded_card, "files": {p.name: {"sha256": sha256(p)}
                                            for p in (generator_path, directory / "encoder.onnx") if p.is_file()}}
     encoder_path = directory / "encoder.onnx"
     encoder = _session(encoder_path, threads) if encoder_path.is_file() else None

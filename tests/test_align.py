@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 
 from export.align import candidates, fit_slopes
+from infogan.effects import factors, measure_effects
 from infogan.latent import LatentLayout
 from infogan.prior import present, sample, to_trained
 from tests.conftest import ROOT, run, write_idx
 from tests.test_disentangle import bar
-from training.disentangle import measure_effects, slant, thickness
 
 SHIPPED = ROOT / "models" / "mnist"
 
@@ -42,8 +42,8 @@ def test_the_map_turns_mixed_codes_onto_one_factor_each():
         return mixed_bars(noise, categorical, continuous @ inverse.T)
 
     after = measure_effects(through, aligned, scale, draws=8)
-    ends = (through(None, None, np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.float32))[:, 0] + 1) / 2
-    assert slant(ends[1:2])[0] > slant(ends[0:1])[0] and thickness(ends[3:4])[0] > thickness(ends[2:3])[0]
+    ends = factors((through(None, None, np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.float32)) + 1) / 2)
+    assert ends["slant"][1] > ends["slant"][0] and ends["thickness"][3] > ends["thickness"][2]
     assert after["c2"]["factor"] == "slant" and after["c2"]["share"] > 0.9
     assert after["c3"]["factor"] == "thickness" and after["c3"]["share"] > 0.9
 
@@ -146,8 +146,6 @@ def test_named_codes_work_everywhere_and_indexes_still_do(shipped_server):
 def test_a_pinned_aligned_code_moves_only_its_own_factor(shipped_server):
     """With the seed fixed, changing slant changes the slant a lot and the thickness little (and vice versa)."""
     import httpx
-
-    from training.disentangle import factors
 
     def measured(codes: dict) -> np.ndarray:
         with httpx.Client(base_url=shipped_server.url, timeout=30) as http:

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from infogan.effects import effects_table, factors, separated
 from infogan.latent import LatentLayout
-from training.disentangle import code_effects, effects_table, separated, slant, thickness
+from training.disentangle import code_effects
 
 
 def bar(width: int, shear: float, size: int = 28) -> np.ndarray:
@@ -16,17 +17,11 @@ def bar(width: int, shear: float, size: int = 28) -> np.ndarray:
     return image
 
 
-def test_thickness_is_twice_area_over_perimeter():
-    image = bar(3, 0.0)  # 20 x 3: area 60, perimeter 2 x 20 + 2 x 3 = 46
-    assert thickness(image[None])[0] == pytest.approx(120 / 46)
-    assert thickness(np.zeros((1, 28, 28)))[0] == 0.0  # a blank image has no strokes
-
-
-def test_slant_is_the_shear_per_row():
-    shears = [-0.4, 0.0, 0.25]
-    measured = slant(np.stack([bar(2, s) for s in shears]))
-    assert measured == pytest.approx(shears, abs=0.03)
-    assert slant(np.zeros((1, 28, 28)))[0] == 0.0
+def test_factors_measure_a_stack_of_images_and_count_blank_ones_as_zero():
+    images = np.stack([bar(2, 0.0), bar(5, 0.3), np.zeros((28, 28))])[:, None]
+    found = factors(images)
+    assert found["thickness"][1] > found["thickness"][0] + 2 and found["slant"][1] < found["slant"][0] - 0.2
+    assert found["slant"][2] == found["thickness"][2] == 0.0
 
 
 class BarGenerator(torch.nn.Module):
@@ -42,7 +37,7 @@ def test_each_code_is_credited_with_the_factor_it_moves():
     effects = code_effects(BarGenerator(), layout, {"slant": 0.1, "thickness": 0.5}, draws=5)
     assert effects["c2"]["factor"] == "thickness" and effects["c2"]["share"] > 0.95
     assert effects["c3"]["factor"] == "slant" and effects["c3"]["share"] > 0.95
-    assert effects["c3"]["slant"] == pytest.approx(0.3 * 2 / 0.1, rel=0.15)  # shear 0.6 across the prior, in SDs
+    assert effects["c3"]["slant"] == pytest.approx(2 * np.arctan(0.3) / 0.1, rel=0.15)  # across the prior, in SDs
     assert separated(effects)
     assert "| c2 |" in effects_table(effects)
 

@@ -5,9 +5,9 @@ import math
 import torch
 from torch import nn
 
+from infogan.effects import factors
 from tests.conftest import ROOT
 from training.data import load_idx_dataset
-from training.disentangle import factors
 from training.model import PRESETS, Discriminator, Generator, init_weights, sample_latents
 from training.train import gan_losses, generator_loss, information_loss, jitter_style, real_information, translate
 

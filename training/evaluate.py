@@ -1,5 +1,5 @@
 """Evaluates a checkpoint: how well Q's categorical code matches the labels of real images, L_I, and how far
-each continuous code moves a digit's slant and stroke thickness (training/disentangle.py).
+each continuous code moves a digit's slant and stroke thickness (infogan/effects.py, with Morpho-MNIST's measures).
 
     python -m training.evaluate RUN_DIR --data-dir DIR [--checkpoint PATH] [--json]
 """
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
+from infogan.effects import EFFECTS_HEADING, effects_table, reference_scale
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_networks
 from training.data import DataError, load_dataset
-from training.disentangle import EFFECTS_HEADING, code_effects, effects_table, reference_scale
+from training.disentangle import code_effects
 from training.model import sample_latents
 from training.train import code_metrics, information_loss
 

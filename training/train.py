@@ -24,12 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from infogan.effects import EFFECTS_HEADING, effects_table, reference_scale
 from infogan.files import atomic_write
 from infogan.images import png_bytes, tile, to_uint8
 from infogan.latent import LatentLayout
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from training.data import IDX_DATASETS, DataError, Dataset, download, hold_out, load_dataset
-from training.disentangle import EFFECTS_HEADING, code_effects, effects_table, reference_scale
+from training.disentangle import code_effects
 from training.metrics import hungarian_map, nmi
 from training.model import PRESETS, Config, Discriminator, Generator, init_weights, sample_latents
 
