@@ -16,10 +16,18 @@ Images are (H, W) arrays, white strokes on black, of any range; scikit-image and
 
 from __future__ import annotations
 
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
-from skimage import morphology, transform
+from scipy import ndimage
+from skimage import transform
+
+# scikit-image's medial axis, step by step, with its two 512-entry lookup tables built once instead of on every
+# call (building them is most of its time on a digit). Its private helpers are checked against the public
+# skimage.morphology.medial_axis, pixel for pixel, by tests/test_morpho.py.
+from skimage.morphology._skeletonize import _pattern_of, _table_lookup
+from skimage.morphology._skeletonize_various_cy import _skeletonize_loop
 
 SCALE = 4  # upscaling factor for sub-pixel measurement
 THRESHOLD = 0.5  # binarisation, as a fraction of the way from the image's minimum to its maximum
@@ -37,6 +45,35 @@ class Morphometrics(NamedTuple):
     slant: float
     width: float
     height: float
+
+
+@cache
+def _medial_axis_tables() -> tuple[np.ndarray, np.ndarray]:
+    """A pixel's fate by its 3x3 neighbourhood: removable unless it is background, its removal changes the
+    neighbourhood's connectivity, or it has fewer than 3 pixels; and its cornerness (background neighbours)."""
+    eight = np.ones((3, 3), bool)
+    keep = np.array([bool(index & 16) and (ndimage.label(_pattern_of(index), eight)[1]
+                                           != ndimage.label(_pattern_of(index & ~16), eight)[1]
+                                           or _pattern_of(index).sum() < 3) for index in range(512)])
+    cornerness = np.array([9 - _pattern_of(index).sum() for index in range(512)])
+    return np.ascontiguousarray(keep, np.uint8), cornerness
+
+
+def medial_axis(binary: np.ndarray, rng: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The medial axis of a binary image (the ridges of its distance transform, thinned in order of distance,
+    cornerness and a seeded tie-break) and the distance transform: skimage.morphology.medial_axis(binary,
+    return_distance=True, rng=rng), exactly."""
+    keep, cornerness = _medial_axis_tables()
+    binary = binary.astype(bool)
+    distance = ndimage.distance_transform_edt(binary)
+    corner_score = _table_lookup(binary, cornerness)
+    rows, columns = np.nonzero(binary)
+    tiebreaker = np.random.default_rng(rng).permutation(np.arange(binary.sum()))
+    order = np.lexsort((tiebreaker, corner_score[binary], distance[binary]))
+    result = np.ascontiguousarray(binary, np.uint8)
+    _skeletonize_loop(result, np.ascontiguousarray(rows, np.intp), np.ascontiguousarray(columns, np.intp),
+                      np.ascontiguousarray(order, np.int32), keep)
+    return result.astype(bool), distance
 
 
 def upscaled(image: np.ndarray, scale: int = SCALE) -> np.ndarray:
@@ -79,7 +116,7 @@ def measure(image: np.ndarray) -> Morphometrics:
     if high <= low:
         return Morphometrics(*([float("nan")] * len(FACTORS)))
     binary = hires >= low + (high - low) * THRESHOLD
-    skeleton, distance = morphology.medial_axis(binary, return_distance=True, rng=0)
+    skeleton, distance = medial_axis(binary)
     cy, mu11, mu02 = moments(hires)
     shear = mu11 / mu02 if mu02 > 0 else 0.0
     y, x = np.indices(hires.shape, dtype=np.float64)

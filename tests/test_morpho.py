@@ -28,3 +28,19 @@ def test_a_blank_image_measures_nothing_and_a_stack_is_measured_image_by_image()
     assert all(np.isnan(value) for value in measure(np.zeros((28, 28))))
     stack = measure_all(np.stack([bar(2, 0.0), bar(4, 0.0)]))
     assert set(stack) == set(FACTORS) and stack["thickness"][1] > stack["thickness"][0] + 1.5
+
+
+def test_the_medial_axis_is_scikit_images_pixel_for_pixel():
+    from skimage.morphology import medial_axis as reference
+
+    from infogan.morpho import medial_axis, upscaled
+    from tests.conftest import ROOT
+    from training.data import load_idx_dataset
+
+    digits = load_idx_dataset(ROOT / "bench" / "data" / "mnist-heldout", "mnist").images[:40, 0]
+    for digit in [*digits, bar(3, 0.2) * 255]:
+        hires = upscaled(digit)
+        binary = hires >= (hires.min() + hires.max()) / 2
+        expected_axis, expected_distance = reference(binary, return_distance=True, rng=0)
+        axis, distance = medial_axis(binary)
+        assert np.array_equal(axis, expected_axis) and np.allclose(distance, expected_distance)
