@@ -1,16 +1,16 @@
-"""Training throughput of a preset: images/s over timed steps after a warm-up, on synthetic data.
+"""Training cost, the paper's claim: "the additional training cost is very small". Times, in one run and in
+alternating rounds, the same networks trained as a plain GAN (D's trunk and real/fake head only: no Q head, no
+L_I) and as InfoGAN, then each addition of the shipped recipe in turn, on synthetic data:
 
-    python bench/train_speed.py [--preset mnist] [--device auto|cpu|cuda] [--steps 50] [--epoch-images 60000]
-    python bench/train_speed.py --jitter-shear 0.3 --jitter-stroke 0.45   # the cost of the style jitter
+    python bench/train_speed.py [--device auto|cpu|cuda] [--steps 20] [--rounds 3]
 
-With --epoch-images it also times one full epoch of that many images (data resident on the device). With
---jitter-shear/--jitter-stroke it times the preset with that jitter and without any (the `mnist` preset's
-default has one) in the same run, alternating rounds, and prints both and their ratio.
+Prints a Markdown table (images/s and each step's time relative to the plain GAN's) and a JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import platform
@@ -23,8 +23,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.model import PRESETS, Config
-from training.train import autocast_for, build_networks, pick_device, train_step
+from training.model import PRESETS, Config, sample_latents
+from training.train import Networks, autocast_for, build_networks, gan_losses, generator_loss, pick_device, train_step
+
+PAPER = dataclasses.replace(PRESETS["mnist"], translate=0, jitter_shear=0.0, jitter_stroke=0.0, real_info_weight=0.0)
+LADDER = [  # (row, config): each row adds one thing to the row before
+    ("plain GAN (no Q head, no L_I)", None),
+    ("InfoGAN, the paper's setup", PAPER),
+    ("+ 2-pixel shifts of D's inputs (--translate 2)", dataclasses.replace(PAPER, translate=2)),
+    ("+ style jitter (--jitter-shear 0.15 --jitter-stroke 0.225)",
+     dataclasses.replace(PAPER, translate=2, jitter_shear=0.15, jitter_stroke=0.225)),
+    ("+ real-image information (--real-info-weight 1): the shipped recipe",
+     dataclasses.replace(PAPER, translate=2, jitter_shear=0.15, jitter_stroke=0.225, real_info_weight=1.0)),
+]
 
 
 def synchronize(device: str) -> None:
@@ -32,58 +43,34 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="mnist", choices=sorted(PRESETS))
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--steps", type=int, default=50, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--epoch-images", type=int, default=0, help="also time one epoch of this many images")
-    parser.add_argument("--jitter-shear", type=float, default=0.0, help="compare with this style jitter (training's flag)")
-    parser.add_argument("--jitter-stroke", type=float, default=0.0, help="compare with this style jitter (training's flag)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the comparison (default 3)")
-    args = parser.parse_args()
-    device = pick_device(args.device)
-    config = PRESETS[args.preset]
-    shape = (config.image_channels, config.image_size, config.image_size)
-    images = torch.randint(0, 256, (max(args.epoch_images, config.batch_size * 4), *shape), dtype=torch.uint8,
-                           device=device)
-    result = {
-        "preset": args.preset, "device": device, "batch_size": config.batch_size,
-        "hardware": torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or 'cpu'}, "
-        f"{torch.get_num_threads()} threads",
-        "torch": torch.__version__,
-    }
-    compare = bool(args.jitter_shear or args.jitter_stroke)
-    # The comparison's baseline is the preset without any jitter, whatever the preset's own default.
-    plain = dataclasses.replace(config, jitter_shear=0.0, jitter_stroke=0.0) if compare else config
-    timers = {"images_per_s": stepper(plain, device, images)}
-    if compare:
-        jittered = dataclasses.replace(config, jitter_shear=args.jitter_shear, jitter_stroke=args.jitter_stroke)
-        timers["jitter_images_per_s"] = stepper(jittered, device, images)
-    rounds = args.rounds if compare else 1
-    for timer in timers.values():
-        timer(args.warmup)
-    seconds = dict.fromkeys(timers, 0.0)
-    for _ in range(rounds):  # alternating, so a change in the machine's speed falls on both sides alike
-        for key, timer in timers.items():
-            seconds[key] += timer(args.steps)
-    speeds = {key: round(rounds * args.steps * config.batch_size / s, 1) for key, s in seconds.items()}
-    result["images_per_s"] = speeds["images_per_s"]
-    if compare:
-        result.update({"jitter": [args.jitter_shear, args.jitter_stroke],
-                       "jitter_images_per_s": speeds["jitter_images_per_s"],
-                       "step_time_ratio": round(speeds["images_per_s"] / speeds["jitter_images_per_s"], 3)})
-    if args.epoch_images:
-        result["epoch_images"] = args.epoch_images
-        result["epoch_seconds"] = round(timers["images_per_s"](args.epoch_images // config.batch_size), 2)
-    print(json.dumps(result))
+def plain_gan_step(networks: Networks, real: torch.Tensor, rng: torch.Generator, config: Config,
+                   autocast: contextlib.AbstractContextManager) -> None:
+    """One D update and one G update of a GAN with InfoGAN's networks, Q's head never run."""
+    generator, discriminator, opt_g, opt_d = networks
+
+    def d(images: torch.Tensor) -> torch.Tensor:
+        return discriminator.d_head(discriminator.trunk(images)).squeeze(1)
+
+    with autocast:
+        fake = generator(*sample_latents(config.layout(), len(real), rng, real.device.type))
+        loss_d = gan_losses(d(real), d(fake.detach()))
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    discriminator.requires_grad_(False)
+    with autocast:
+        loss_g = generator_loss(d(fake))
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    discriminator.requires_grad_(True)
 
 
-def stepper(config: Config, device: str, images: torch.Tensor) -> Callable[[int], float]:
-    """A function that runs that many training steps of the config on fresh networks and returns the seconds."""
-    layout = config.layout()
-    networks = build_networks(config, device)
+def stepper(config: Config | None, device: str, images: torch.Tensor) -> Callable[[int], float]:
+    """A function that runs that many training steps (of the config, or of the plain GAN for None) on fresh
+    networks and returns the seconds."""
+    base = config or PAPER
+    networks = build_networks(base, device)
     rng = torch.Generator(device).manual_seed(0)
     autocast = autocast_for(device)
 
@@ -91,13 +78,44 @@ def stepper(config: Config, device: str, images: torch.Tensor) -> Callable[[int]
         synchronize(device)
         started = time.perf_counter()
         for step in range(steps):
-            start = (step * config.batch_size) % (len(images) - config.batch_size + 1)
-            train_step(config, layout, networks, images[start : start + config.batch_size].float() / 127.5 - 1, rng,
-                       autocast, contrastive=networks.discriminator.pair_classifier is not None)
+            start = (step * base.batch_size) % (len(images) - base.batch_size + 1)
+            real = images[start : start + base.batch_size].float() / 127.5 - 1
+            if config is None:
+                plain_gan_step(networks, real, rng, base, autocast)
+            else:
+                train_step(config, config.layout(), networks, real, rng, autocast, contrastive=False)
         synchronize(device)
         return time.perf_counter() - started
 
     return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per row and round")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (each row once per round)")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    shape = (PAPER.image_channels, PAPER.image_size, PAPER.image_size)
+    images = torch.randint(0, 256, (PAPER.batch_size * 4, *shape), dtype=torch.uint8, device=device)
+    timers = [(row, stepper(config, device, images)) for row, config in LADDER]
+    for _, timer in timers:
+        timer(args.warmup)
+    seconds = dict.fromkeys((row for row, _ in timers), 0.0)
+    for _ in range(args.rounds):  # alternating, so a change in the machine's speed falls on every row alike
+        for row, timer in timers:
+            seconds[row] += timer(args.steps)
+    images_seen = args.rounds * args.steps * PAPER.batch_size
+    plain = seconds[LADDER[0][0]]
+    print(f"| {device}: {torch.cuda.get_device_name() if device == 'cuda' else platform.processor() or 'cpu'}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__} | images/s | step time / plain GAN's |")
+    print("|---|---|---|")
+    for row, spent in seconds.items():
+        print(f"| {row} | {images_seen / spent:.1f} | {spent / plain:.3f} |")
+    print(json.dumps({"device": device, "batch_size": PAPER.batch_size, "steps": args.steps, "rounds": args.rounds,
+                      "images_per_s": {row: round(images_seen / spent, 1) for row, spent in seconds.items()}}))
 
 
 if __name__ == "__main__":
