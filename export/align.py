@@ -39,6 +39,7 @@ from onnx import helper, numpy_helper
 
 from infogan.effects import FACTORS, GOAL_SHARE, MIN_EFFECT, factors, measure_effects, reference_scale, separated
 from infogan.files import sha256
+from infogan.identity import CLASSIFIER, DRAWS, GOAL, STEPS, DigitClassifier, identity_kept, supported_range
 from infogan.latent import Alignment, Code, LatentLayout
 from infogan.prior import present, sample, to_trained
 from training.data import DataError, load_dataset
@@ -343,8 +344,23 @@ def align_model(model_dir: Path, data_dir: Path, out_dir: Path, seed: int = 0, f
     }
     card["code_effects"] = {"measured_on": str(data_dir), "draws": eval_draws, "seed": eval_seed,
                             "method": "infogan/effects.py (Morpho-MNIST slant and thickness)", "codes": after}
+    card.update(identity_fields(generate_through(aligned), aligned, card["dataset"], eval_seed, progress))
     write(out_dir, {"generator.onnx": baked_generator, "encoder.onnx": baked_encoder}, card, model_dir)
     return card
+
+
+def identity_fields(generate, layout: LatentLayout, dataset: str, seed: int, progress) -> dict:
+    """For MNIST models, where the digit classifier applies: how far each code keeps the digit (infogan/identity.py)
+    and the traversal range the service then offers by default; nothing for other data or without the classifier."""
+    if dataset != "mnist" or not CLASSIFIER.is_file():
+        return {}
+    classifier = DigitClassifier(CLASSIFIER)
+    kept = identity_kept(generate, layout, classifier, seed=seed)
+    span = supported_range(kept)
+    progress(f"digit kept along the sweeps: {json.dumps(kept)}; default traversal range {span}")
+    return {"identity": {"method": "infogan/identity.py", "classifier": classifier.metadata, "draws": DRAWS,
+                         "steps": STEPS, "seed": seed, "goal": GOAL, "codes": kept},
+            "traverse_range": span}
 
 
 def verify(generator: ort.InferenceSession, trained: ort.InferenceSession, encoder: ort.InferenceSession,

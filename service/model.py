@@ -14,6 +14,7 @@ import onnxruntime as ort
 
 from infogan.files import sha256
 from infogan.latent import LatentLayout
+from service.latents import CONTINUOUS_LIMIT
 from service.settings import ConfigurationError
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -36,6 +37,13 @@ class Model:
     def provider(self) -> str:
         """The provider the live session actually runs on (onnxruntime falls back to the CPU silently)."""
         return self.generator.get_providers()[0]
+
+    @property
+    def traverse_range(self) -> tuple[float, float]:
+        """The continuous range /traverse sweeps by default: the widest one along which the model was measured to
+        keep the digit (model.json's traverse_range, infogan/identity.py); the prior's [-1, 1] when unmeasured."""
+        low, high = self.card.get("traverse_range", (-1.0, 1.0))
+        return float(low), float(high)
 
     def info(self) -> dict:
         return {
@@ -84,6 +92,12 @@ def _card(path: Path) -> dict:
     for key in ("name", "version", "dataset"):
         if not isinstance(card.get(key, ""), str):
             raise ModelError(f"{path}: \"{key}\" must be a string")
+    span = card.get("traverse_range", [-1.0, 1.0])
+    if not (isinstance(span, list) and len(span) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                                               and abs(v) <= CONTINUOUS_LIMIT for v in span)
+            and span[0] < span[1]):
+        raise ModelError(f"{path}: \"traverse_range\" must be [low, high] with -{CONTINUOUS_LIMIT:g} <= low < high <= "
+                         f"{CONTINUOUS_LIMIT:g}")
     files = card.get("files", {})
     if not (isinstance(files, dict) and all(isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
                                             for entry in files.values())):

@@ -190,6 +190,7 @@ async def info(request: Request) -> dict:
         "model": model.info(), "image": model.image, "noise_dim": model.layout.noise_dim, "codes": codes,
         "alignment": alignment and {"by": alignment.by, "method": alignment.method},
         "provider": model.provider, "encoder": model.encoder is not None,
+        "traverse_range": list(model.traverse_range), "identity": model.card.get("identity", {}).get("codes"),
         "limits": {"max_images_per_request": schemas.MAX_IMAGES, "max_traverse_rows": MAX_ROWS,
                    "max_traverse_steps": MAX_STEPS, "continuous_range": [-CONTINUOUS_LIMIT, CONTINUOUS_LIMIT],
                    "max_body_bytes": settings.max_body_bytes, "max_upload_bytes": settings.max_upload_bytes,
@@ -242,9 +243,12 @@ async def traverse(
     code: str = Query(..., min_length=1, description="the code to traverse: its index from 1 or its name"),
     steps: int = Query(10, ge=2, le=MAX_STEPS, description="values of a continuous code (ignored for categorical)"),
     rows: int = Query(10, ge=1, le=MAX_ROWS, description="independent draws of the noise and the other codes"),
-    low: float = Query(-2.0, ge=-CONTINUOUS_LIMIT, le=CONTINUOUS_LIMIT, description="first continuous value"),
-    high: float = Query(2.0, ge=-CONTINUOUS_LIMIT, le=CONTINUOUS_LIMIT,
-                        description="last continuous value (below `low`: the sweep runs backwards)"),
+    low: float | None = Query(None, ge=-CONTINUOUS_LIMIT, le=CONTINUOUS_LIMIT,
+                              description="first continuous value (default: the start of the model's "
+                              "`traverse_range` in /info, the range along which its codes keep the digit)"),
+    high: float | None = Query(None, ge=-CONTINUOUS_LIMIT, le=CONTINUOUS_LIMIT,
+                               description="last continuous value (below `low`: the sweep runs backwards; default: "
+                               "the end of the model's `traverse_range`)"),
     seed: int | None = Query(None, ge=0, le=schemas.MAX_SEED, description="reproducible draws, as in /generate"),
     timeout_s: RequestTimeout = None,
 ) -> Response:
@@ -255,6 +259,8 @@ async def traverse(
     except KeyError as error:
         raise CodeError("code", error.args[0]) from None
     pins = query_codes(layout, request, {"code", "steps", "rows", "low", "high", "seed"}, target.name)
+    default_low, default_high = engine.model.traverse_range
+    low, high = default_low if low is None else low, default_high if high is None else high
     values = list(range(target.size)) if target.kind == "categorical" else [
         float(v) for v in np.linspace(low, high, steps)]
     cache, tag = cache_headers(request, "traverse", seed, {"code": target.name, "values": values, "rows": rows,

@@ -115,6 +115,11 @@ class InfoResponse(BaseModel):
                                             "factors they move after training; null: the codes as trained")
     provider: str
     encoder: bool
+    traverse_range: list[float] = Field(description="the continuous range /traverse sweeps by default: the widest "
+                                        "along which the codes were measured to keep the digit")
+    identity: dict[str, dict[str, float]] | None = Field(description="per continuous code and range, the share of a "
+                                                         "sweep's frames a digit classifier reads as the middle "
+                                                         "frame's digit; null: not measured")
     limits: Limits
 
 

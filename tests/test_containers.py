@@ -109,7 +109,8 @@ def test_the_container_serves_every_route(container):
         assert Image.open(BytesIO(seven.content)).size == (28, 28)
         grid = http.get("/traverse", params={"code": "thickness", "steps": 3, "rows": 2, "seed": 3},
                         headers={"Accept": "application/json"}).json()
-        assert grid["code"] == "thickness" and grid["values"] == [-2.0, 0.0, 2.0]
+        low, high = http.get("/info").json()["traverse_range"]
+        assert grid["code"] == "thickness" and grid["values"] == [low, (low + high) / 2, high]
         assert [len(row["images"]) for row in grid["rows"]] == [3, 3]
         traversal = http.get("/traverse", params={"code": "slant", "steps": 3, "rows": 2, "seed": 3})
         assert traversal.status_code == 200 and traversal.headers["content-type"] == "image/png"

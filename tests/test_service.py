@@ -136,7 +136,7 @@ def test_traverse_categorical_and_continuous(client):
     assert grid.size == (10 * 30 + 2, 3 * 30 + 2)
     body = client.get("/traverse", params={"code": "c2", "steps": 5, "rows": 2, "seed": 2, "c1": 3},
                       headers=JSON).json()
-    assert body["code"] == "c2" and body["values"] == [-2.0, -1.0, 0.0, 1.0, 2.0]
+    assert body["code"] == "c2" and body["values"] == [-1.0, -0.5, 0.0, 0.5, 1.0]  # unmeasured: the prior's range
     assert [len(row["images"]) for row in body["rows"]] == [5, 5]
     assert all(row["codes"]["c1"] == 3 and "c2" not in row["codes"] for row in body["rows"])
     assert len(set(body["rows"][0]["images"])) == 5  # each column a different value of c2

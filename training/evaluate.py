@@ -16,7 +16,7 @@ import torch
 from infogan.effects import EFFECTS_HEADING, effects_table, reference_scale
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_networks
 from training.data import DataError, load_dataset
-from training.disentangle import code_effects
+from training.disentangle import code_effects, code_identity, digit_classifier
 from training.model import sample_latents
 from training.train import code_metrics, information_loss
 
@@ -35,10 +35,13 @@ def evaluate(run_dir: Path, data_dir: Path, checkpoint: Path | None = None, samp
     bound = layout.categorical_entropy
     real_metrics, labels = code_metrics(discriminator, dataset, images)
     effects = code_effects(generator, layout, reference_scale(dataset.images)) if layout.continuous else {}
+    classifier = digit_classifier(config.dataset, layout)
+    identity = code_identity(generator, layout, classifier) if classifier else None
     return {
         "checkpoint": str(checkpoint or run_dir / CHECKPOINT_NAME), "step": state["step"], "dataset": dataset.name,
         "images": len(images), "info_cat_nats": bound - float(cross_entropy), "info_cat_bound_nats": bound,
         "cont_nll": float(nll), **real_metrics, "label_map": labels, "code_effects": effects,
+        "identity": identity,
     }
 
 

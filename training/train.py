@@ -30,7 +30,7 @@ from infogan.images import png_bytes, tile, to_uint8
 from infogan.latent import LatentLayout
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from training.data import IDX_DATASETS, DataError, Dataset, download, hold_out, load_dataset
-from training.disentangle import code_effects
+from training.disentangle import code_effects, code_identity, digit_classifier
 from training.metrics import hungarian_map, nmi
 from training.model import PRESETS, Config, Discriminator, Generator, init_weights, sample_latents
 
@@ -381,6 +381,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
     autocast = autocast_for(device)
     # The units of the continuous codes' measured effects (a pass over up to 10,000 images: only when needed).
     scale = reference_scale(dataset.images) if layout.continuous else {}
+    classifier = digit_classifier(config.dataset, layout)  # reads G's digits along the sweeps (an instrument only)
     bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr)
     started = time.perf_counter() - elapsed
     metrics: dict = history[-1] if history else {}
@@ -432,6 +433,8 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             metrics["info_real_nats"] = info_real_avg
         if layout.continuous:
             metrics["code_effects"] = code_effects(measured_g, layout, scale, device, seed=config.seed)
+        if classifier is not None:
+            metrics["identity"] = code_identity(measured_g, layout, classifier, device, seed=config.seed)
         metrics["alarms"] = alarms(layout, epoch + 1, loss_d_avg, metrics, bound - ce_avg)
         for alarm in metrics["alarms"]:
             bar.write(f"WARNING epoch {epoch + 1}: {alarm}", file=sys.stderr)  # stdout holds only the final JSON
