@@ -335,8 +335,10 @@ def test_metrics_dir_keeps_every_file_it_did_not_write(model_dir, tmp_path):
 
 def test_without_metrics_dir_the_temporary_folder_goes_with_the_service(model_dir, tmp_path):
     server = Server(model_dir, WORKERS="2", TMPDIR=str(tmp_path))
-    assert len(list(tmp_path.glob("infogan-metrics-*/*.db"))) >= 2  # each worker's files
-    server.stop()
+    try:
+        assert len(list(tmp_path.glob("infogan-metrics-*/*.db"))) >= 2  # each worker's files
+    finally:
+        server.stop()
     assert list(tmp_path.glob("infogan-metrics-*")) == []
 
 
@@ -353,8 +355,8 @@ def alive(pid: int) -> bool:
 def test_workers_die_with_a_killed_supervisor(model_dir):
     fleet = Server(model_dir, WORKERS="2", INTRA_OP_THREADS="1")
     workers = worker_pids(fleet.process.pid)
-    assert len(workers) == 2
     os.kill(fleet.process.pid, signal.SIGKILL)
+    assert len(workers) == 2
     fleet.process.wait(timeout=10)
     deadline = time.monotonic() + 5
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
