@@ -259,6 +259,7 @@ def copy_model(source: Path, target: Path) -> Path:
     (lambda m: (m / "model.json").write_text("[1, 2]"), "model.json: must be a JSON object"),
     (lambda m: (m / "model.json").write_text('{"files": ["generator.onnx"]}'), "model.json: \"files\" must map"),
     (lambda m: (m / "model.json").write_text('{"name": 3}'), "model.json: \"name\" must be a string"),
+    (lambda m: (m / "model.json").write_text('{"traverse_range": [2, -2]}'), "model.json: \"traverse_range\" must be"),
     (lambda m: (m / "model.json").write_bytes(b"\xff\xfe{"), "model.json: cannot read"),
     (lambda m: (m / "model.json").write_text("{"), "model.json: not valid JSON"),
     (lambda m: (m / "generator.onnx").write_bytes((m / "generator.onnx").read_bytes()[:-5] + b"\x00" * 5),
