@@ -89,16 +89,23 @@ def test_the_page_works_under_its_own_content_security_policy(browser, shipped_s
         context.close()
 
 
-def test_sliders_carry_the_shipped_models_code_names(browser, shipped_server):
-    context = browser.new_context(bypass_csp=True)
+def test_sliders_carry_the_shipped_models_code_names(browser, shipped_server, tmp_path):
+    """Also the README's picture: PLAYGROUND_SCREENSHOT=docs/playground.png pytest tests/test_playground.py -k shipped"""
+    context = browser.new_context(viewport={"width": 1000, "height": 1400}, bypass_csp=True)
     try:
         page = context.new_page()
         page.goto(shipped_server.url + "/")
         page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
-        page.get_by_label("slant", exact=True).fill("1.5")
-        page.wait_for_function("JSON.parse(document.getElementById('preview').dataset.request).codes.slant === 1.5")
+        page.get_by_label("slant", exact=True).fill("1")
+        page.wait_for_function("JSON.parse(document.getElementById('preview').dataset.request).codes.slant === 1")
         assert page.get_by_label("thickness", exact=True).is_visible()
         assert page.locator("#traverse-code option").all_text_contents() == ["c1 (categorical)", "slant", "thickness"]
+        page.locator("#traverse-code").select_option(label="thickness")
+        page.get_by_role("button", name="Show traversal").click()
+        page.wait_for_function("document.getElementById('traverse-grid').naturalWidth > 0")
+        screenshot = Path(os.environ.get("PLAYGROUND_SCREENSHOT") or tmp_path / "playground.png")
+        page.screenshot(path=screenshot, full_page=True)
+        assert screenshot.stat().st_size > 10_000
     finally:
         context.close()
 
@@ -112,7 +119,7 @@ def test_traversal_pins_the_other_codes(page):
     assert page.locator("#traverse-grid").is_visible()
 
 
-def test_draw_encode_and_load_codes(page, tmp_path):
+def test_draw_encode_and_load_codes(page):
     box = page.locator("#canvas").bounding_box()
     page.mouse.move(box["x"] + 140, box["y"] + 40)
     page.mouse.down()
@@ -127,9 +134,6 @@ def test_draw_encode_and_load_codes(page, tmp_path):
     expected = f"{snapped:.2f}"
     expect(page.locator("#value-c2")).to_have_text(expected)
     expect(page.locator("#code-c1")).to_have_value(str(encoded["codes"]["c1"]["value"]))
-    screenshot = os.environ.get("PLAYGROUND_SCREENSHOT")
-    page.screenshot(path=screenshot or tmp_path / "playground.png", full_page=True)
-    assert Path(screenshot or tmp_path / "playground.png").stat().st_size > 10_000
 
 
 def test_api_errors_are_shown(page):
