@@ -153,14 +153,6 @@ def test_phone_viewport_keeps_the_controls_on_screen(browser, server):
     context.close()
 
 
-def offline_context(browser):
-    """A browser context whose every request off this machine fails, as on an air-gapped network."""
-    context = browser.new_context(bypass_csp=True)
-    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1:")
-                  else route.abort("internetdisconnected"))
-    return context
-
-
 @pytest.fixture(scope="module")
 def keyed_server(model_dir):
     from tests.conftest import Server
@@ -170,46 +162,48 @@ def keyed_server(model_dir):
     live.stop()
 
 
-def test_the_docs_render_offline_and_can_send_the_api_key(browser, keyed_server):
-    context = offline_context(browser)
-    try:
-        page = context.new_page()
-        page.goto(keyed_server.url + "/docs")
-        expect(page.locator(".swagger-ui .opblock-summary-path").first).to_be_visible(timeout=20_000)
-        expect(page.locator(".swagger-ui .btn.authorize")).to_be_visible()  # the bearer scheme: "Authorize"
-        page.locator(".swagger-ui .btn.authorize").click()
-        page.locator(".swagger-ui .modal-ux input").fill("s3cret")
-        page.locator(".swagger-ui .modal-ux .auth-btn-wrapper .authorize").click()
-        page.locator(".swagger-ui .modal-ux .btn-done").click()
-        page.locator("#operations-default-info_info_get .opblock-summary").click()
-        page.get_by_role("button", name="Try it out").click()
-        with page.expect_response(lambda r: r.url.endswith("/info")) as answer:
-            page.get_by_role("button", name="Execute").click()
-        assert answer.value.status == 200  # Swagger UI sent the key
-        page.goto(keyed_server.url + "/redoc")
-        expect(page.locator("h1").first).to_contain_text("infogan-serve", timeout=20_000)
-        expect(page.get_by_text("The model, its codes and the request limits").first).to_be_visible()
-    finally:
-        context.close()
+@pytest.fixture()
+def offline(browser):
+    """A browser context whose every request off this machine fails, as on an air-gapped network."""
+    context = browser.new_context(bypass_csp=True)
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1:")
+                  else route.abort("internetdisconnected"))
+    yield context
+    context.close()
 
 
-def test_the_playground_asks_for_the_key_and_keeps_it_for_the_tab(browser, keyed_server):
-    context = offline_context(browser)
-    try:
-        page = context.new_page()
-        page.goto(keyed_server.url + "/")
-        expect(page.locator("#key-form")).to_be_visible()
-        page.get_by_label("This service needs its API key").fill("s3cret")
-        page.get_by_role("button", name="Use key").click()
-        expect(page.locator("#model-line")).to_contain_text("running on")
-        page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
-        assert page.evaluate("sessionStorage.getItem('infogan-api-key')") == "s3cret"
-        assert page.evaluate("localStorage.length") == 0  # nothing kept beyond the tab
-        page.reload()
-        expect(page.locator("#model-line")).to_contain_text("running on")  # the same tab: no second question
-        assert page.locator("#key-form").is_hidden()
-        fresh = context.new_page()  # another tab asks again
-        fresh.goto(keyed_server.url + "/")
-        expect(fresh.locator("#key-form")).to_be_visible()
-    finally:
-        context.close()
+def test_the_docs_render_offline_and_can_send_the_api_key(offline, keyed_server):
+    page = offline.new_page()
+    page.goto(keyed_server.url + "/docs")
+    expect(page.locator(".swagger-ui .opblock-summary-path").first).to_be_visible(timeout=20_000)
+    expect(page.locator(".swagger-ui .btn.authorize")).to_be_visible()  # the bearer scheme: "Authorize"
+    page.locator(".swagger-ui .btn.authorize").click()
+    page.locator(".swagger-ui .modal-ux input").fill("s3cret")
+    page.locator(".swagger-ui .modal-ux .auth-btn-wrapper .authorize").click()
+    page.locator(".swagger-ui .modal-ux .btn-done").click()
+    page.locator("#operations-default-info_info_get .opblock-summary").click()
+    page.get_by_role("button", name="Try it out").click()
+    with page.expect_response(lambda r: r.url.endswith("/info")) as answer:
+        page.get_by_role("button", name="Execute").click()
+    assert answer.value.status == 200  # Swagger UI sent the key
+    page.goto(keyed_server.url + "/redoc")
+    expect(page.locator("h1").first).to_contain_text("infogan-serve", timeout=20_000)
+    expect(page.get_by_text("The model, its codes and the request limits").first).to_be_visible()
+
+
+def test_the_playground_asks_for_the_key_and_keeps_it_for_the_tab(offline, keyed_server):
+    page = offline.new_page()
+    page.goto(keyed_server.url + "/")
+    expect(page.locator("#key-form")).to_be_visible()
+    page.get_by_label("This service needs its API key").fill("s3cret")
+    page.get_by_role("button", name="Use key").click()
+    expect(page.locator("#model-line")).to_contain_text("running on")
+    page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
+    assert page.evaluate("sessionStorage.getItem('infogan-api-key')") == "s3cret"
+    assert page.evaluate("localStorage.length") == 0  # nothing kept beyond the tab
+    page.reload()
+    expect(page.locator("#model-line")).to_contain_text("running on")  # the same tab: no second question
+    assert page.locator("#key-form").is_hidden()
+    fresh = offline.new_page()  # another tab asks again
+    fresh.goto(keyed_server.url + "/")
+    expect(fresh.locator("#key-form")).to_be_visible()
