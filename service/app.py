@@ -16,41 +16,31 @@ from pathlib import Path
 from types import FrameType
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, Response
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from fastapi.telemetry import TelemetryConfig
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from service import v2
-from service.batcher import Overloaded
 from service.caching import model_key
 from service.contract import with_bearer_auth, with_model
 from service.docs import add_docs
-from service.engine import DeadlineExceeded, Engine
+from service.engine import Engine
+from service.errors import install_handlers
 from service.fastpath import ServiceApp
-from service.imaging import UploadError
-from service.latents import CodeError
 from service.metrics import MULTIPROCESS_ENV, Metrics, prepare_metrics_dir, serve_metrics, workers_registry
 from service.middleware import (
     OPEN_PATHS,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
-    ClientDisconnected,
     HeadMiddleware,
     MetricsMiddleware,
     ShedMiddleware,
-    error_body,
-    is_v2,
-    unavailable_response,
 )
 from service.model import CUDA, Model, ModelError, load_model
 from service.protocol import LIMITS_KEY, ConnectionLimits, LimitedHttpToolsProtocol
 from service.responses import JSONResponse
 from service.routes import router
 from service.settings import Settings
-from service.v2 import V2Error, error_response
 from service.workers import BALANCED_BY_KERNEL, check_port, supervise
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -104,11 +94,6 @@ def serve(settings: Settings, model: Model) -> None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _error(status: int, field: str, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"detail": [{"loc": field.split("."), "msg": message, "type": "value_error"}]},
-                        status_code=status, headers=headers)
-
-
 def drain_on_sigterm(engine: Engine) -> None:
     """On SIGTERM, /readyz turns 503 before uvicorn's own handler starts the graceful shutdown (in-flight
     requests finish within SHUTDOWN_GRACE_S). Chained, so uvicorn keeps doing the shutdown itself."""
@@ -122,16 +107,6 @@ def drain_on_sigterm(engine: Engine) -> None:
             previous(signum, frame)
 
     signal.signal(signal.SIGTERM, handle)
-
-
-def allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method some route serves at `path` (asked of the routes themselves, included routers too)."""
-    def served(method: str) -> bool:
-        scope = {"type": "http", "path": path, "method": method, "root_path": ""}
-        return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
-
-    methods = [method for method in ("GET", "POST", "PUT", "PATCH", "DELETE") if served(method)]
-    return ["GET", "HEAD", *methods[1:]] if "GET" in methods else methods  # HeadMiddleware answers HEAD as GET
 
 
 def api_key(settings: Settings) -> bytes | None:
@@ -191,49 +166,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     )
     app.state.settings, app.state.metrics, app.state.api_key = settings, metrics, api_key(settings)
 
-    @app.exception_handler(CodeError)
-    async def code_error(request: Request, error: CodeError) -> JSONResponse:
-        where = "query" if request.method == "GET" else "body"
-        return _error(422, f"{where}.{error.field}", str(error))
-
-    @app.exception_handler(UploadError)
-    async def upload_error(request: Request, error: UploadError) -> JSONResponse:
-        return _error(422, "body", str(error))
-
-    async def unavailable(request: Request, error: Overloaded | DeadlineExceeded) -> JSONResponse:
-        return unavailable_response(error, request.url.path)
-
-    @app.exception_handler(V2Error)
-    async def v2_error(request: Request, error: V2Error) -> JSONResponse:
-        return error_response(error)
-
-    app.add_exception_handler(Overloaded, unavailable)
-    app.add_exception_handler(DeadlineExceeded, unavailable)
-
-    @app.exception_handler(ClientDisconnected)
-    async def gone(request: Request, error: ClientDisconnected) -> Response:
-        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it, the metrics do
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        # FastAPI's own format, minus the echoed input (which may be a 1 MiB body or contain NaN, not JSON)
-        details = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in error.errors()]
-        if is_v2(request.url.path):  # V2 says which field in words, with 400
-            message = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details)
-            return JSONResponse(error_body(request.url.path, message), status_code=400)
-        return JSONResponse({"detail": details}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        headers = error.headers
-        if error.status_code == 405:  # Starlette lists the first matching route's methods; a path may have several
-            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request.url.path))}
-        if is_v2(request.url.path):
-            return JSONResponse(error_body(request.url.path, str(error.detail)), status_code=error.status_code,
-                                headers=headers)
-        if error.status_code == 400:  # a body FastAPI could not parse at all: the same 422 as any bad body
-            return _error(422, "body", f"unreadable request body: {error.detail}")
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=headers)
+    install_handlers(app)
 
     def openapi() -> dict:
         """FastAPI's schema, completed with the loaded model's codes (service/contract.py)."""

@@ -21,9 +21,9 @@ from starlette.types import Receive, Scope, Send
 from service import schemas
 from service.batcher import Overloaded
 from service.engine import DeadlineExceeded
+from service.errors import ClientDisconnected, unavailable_response
 from service.latents import CodeError
 from service.middleware import (
-    ClientDisconnected,
     accepts_json,
     authorized,
     buffer_body,
@@ -32,7 +32,6 @@ from service.middleware import (
     json_content_type,
     request_headers,
     send_499,
-    unavailable_response,
 )
 from service.routes import grid_columns, grid_png, requested_latents, unless_disconnected
 

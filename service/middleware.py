@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
 import time
 from typing import NamedTuple
 
@@ -13,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import Overloaded
 from service.docs import DOCS_PATHS
+from service.errors import ClientDisconnected, error_body, unavailable_response
 from service.metrics import Metrics
 from service.responses import JSONResponse
 
@@ -26,7 +26,6 @@ INFERENCE_ROUTES = {path: InferenceRoute(model, path) for path, model in
                     (("/generate", "generator"), ("/traverse", "generator"), ("/encode", "encoder"))} | {
     f"/v2/models/{model}{version}/infer": InferenceRoute(model, f"/v2/models/{{name}}{template}/infer")
     for model in ("generator", "encoder") for version, template in (("", ""), ("/versions/1", "/versions/{version}"))}
-V2_PREFIX = "/v2"  # the Open Inference Protocol's paths, whose errors read {"error": "..."}
 
 
 class MetricsMiddleware:
@@ -133,25 +132,6 @@ def client_timeout(raw: bytes | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds is not None and seconds >= 1 else None
-
-
-def is_v2(path: str) -> bool:
-    return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
-
-
-def error_body(path: str, message: str, detail: object = None) -> dict:
-    """An error in the shape of the API the path belongs to: V2's {"error"} or the service's {"detail"}."""
-    return {"error": message} if is_v2(path) else {"detail": message if detail is None else detail}
-
-
-def unavailable_response(error: Exception, path: str) -> JSONResponse:
-    """503 with a Retry-After (whole seconds, >= 1) for an error that carries `retry_after_s`."""
-    return JSONResponse(error_body(path, str(error)), status_code=503,
-                        headers={"Retry-After": str(max(1, math.ceil(error.retry_after_s)))})
-
-
-class ClientDisconnected(Exception):
-    """The client closed its connection before the answer was ready (its work, if any, was cancelled)."""
 
 
 async def buffer_body(receive: Receive, limit: int) -> tuple[bytes, Receive]:

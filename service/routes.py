@@ -18,6 +18,7 @@ from infogan.images import png_bytes, tile
 from infogan.latent import LatentLayout
 from service import caching, schemas
 from service.engine import Engine
+from service.errors import ClientDisconnected
 from service.imaging import ACCEPTED_TYPES, decode, to_model_input
 from service.latents import (
     CONTINUOUS_LIMIT,
@@ -32,7 +33,7 @@ from service.latents import (
     traversal,
 )
 from service.metrics import Metrics
-from service.middleware import ClientDisconnected, accepts_json, request_headers
+from service.middleware import accepts_json, request_headers
 from service.responses import JSONResponse
 
 router = APIRouter()

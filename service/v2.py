@@ -21,6 +21,7 @@ from fastapi import APIRouter, Header, Request, Response
 
 from service import schemas
 from service.engine import Engine
+from service.errors import V2Error
 from service.responses import JSONResponse
 from service.routes import RequestTimeout, engine_of, unless_disconnected
 
@@ -28,18 +29,6 @@ router = APIRouter(prefix="/v2", include_in_schema=False)  # V2 has its own spec
 VERSION = "1"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 DATATYPES = {"tensor(float)": ("FP32", np.dtype("<f4")), "tensor(int64)": ("INT64", np.dtype("<i8"))}
-
-
-class V2Error(Exception):
-    """A request the protocol answers with {"error": message} and `status`."""
-
-    def __init__(self, status: int, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.headers = status, headers
-
-
-def error_response(error: V2Error) -> JSONResponse:
-    return JSONResponse({"error": str(error)}, status_code=error.status, headers=error.headers)
 
 
 @dataclass(frozen=True)
