@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -130,6 +131,21 @@ def static_file(path: Path):
     return endpoint
 
 
+def served_schema(app: FastAPI) -> dict:
+    """FastAPI's schema, completed with the loaded model's codes (service/contract.py) and, with API_KEY, the
+    bearer scheme; kept once the model is loaded."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)  # caches the generic schema in app.openapi_schema
+        engine = getattr(app.state, "engine", None)
+        if engine is None:  # not started (no model yet): the generic schema, not kept
+            app.openapi_schema = None
+            return schema
+        app.openapi_schema = with_model(schema, engine.model.layout)
+        if app.state.api_key:
+            app.openapi_schema = with_bearer_auth(app.openapi_schema, OPEN_PATHS)
+    return app.openapi_schema
+
+
 def create_app(settings: Settings | None = None, model: Model | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
@@ -168,20 +184,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
 
     install_handlers(app)
 
-    def openapi() -> dict:
-        """FastAPI's schema, completed with the loaded model's codes (service/contract.py)."""
-        if app.openapi_schema is None:
-            schema = FastAPI.openapi(app)  # caches the generic schema in app.openapi_schema
-            engine = getattr(app.state, "engine", None)
-            if engine is None:  # not started (no model yet): the generic schema, not kept
-                app.openapi_schema = None
-                return schema
-            app.openapi_schema = with_model(schema, engine.model.layout)
-            if app.state.api_key:
-                app.openapi_schema = with_bearer_auth(app.openapi_schema, OPEN_PATHS)
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = partial(served_schema, app)  # type: ignore[method-assign]
     app.include_router(router)
     app.include_router(v2.router)
     add_docs(app)
