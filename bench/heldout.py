@@ -30,7 +30,7 @@ from serve_load import ROOT, serving
 
 from infogan.effects import FACTORS, factors, main_factor, reference_scale, sweep_slopes
 from infogan.images import png_bytes
-from training.data import load_idx_dataset
+from training.data import VALIDATION_IMAGES, hold_out, load_idx_dataset
 
 STEPS = 9
 ROWS_PER_REQUEST = 30  # under the service's max_traverse_rows
@@ -97,12 +97,15 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs="+", help="model directories written by python -m export")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "bench" / "data" / "mnist-heldout",
                         help="labelled digits the models never saw (default: bench/data/mnist-heldout)")
-    parser.add_argument("--split", choices=["train", "t10k"], default="train",
-                        help="which IDX files of --data-dir: train-* (default) or the official test set, t10k-*")
+    parser.add_argument("--split", choices=["train", "validation", "t10k"], default="train",
+                        help="which digits of --data-dir: train-* (default), the last 5,000 of them (the mnist "
+                        "preset's validation split, never trained on), or the official test set, t10k-*")
     parser.add_argument("--draws", type=int, default=150, help="traversal rows per continuous code (default 150)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
-    dataset = load_idx_dataset(args.data_dir, "mnist", args.split)
+    dataset = load_idx_dataset(args.data_dir, "mnist", "t10k" if args.split == "t10k" else "train")
+    if args.split == "validation":
+        dataset = hold_out(dataset, VALIDATION_IMAGES)[1]
     scale = reference_scale(dataset.images)
     print(f"{len(dataset.images)} held-out digits from {args.data_dir}; factors in their SDs "
           f"(slant {scale['slant']:.3f}, thickness {scale['thickness']:.3f}); {args.draws} draws x {STEPS} values per code\n")

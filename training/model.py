@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from infogan.latent import LatentLayout
+from training.data import VALIDATION_IMAGES
 
 LEAK = 0.1  # the paper's leaky-ReLU slope
 
@@ -84,10 +85,10 @@ PRESETS: dict[str, Config] = {
     # 5,000 (50 epochs x 100 updates). Not from the paper: 2-pixel shifts of D's inputs and the style jitter of
     # Q's digit code (docs/PAPER_NOTES.md says why).
     "mnist": Config("mnist", "mnist", 1, 28, noise_dim=62, categorical=[10], continuous=2, epochs=12, translate=2,
-                    jitter_shear=0.3, jitter_stroke=0.45, validation=5000),
+                    jitter_shear=0.3, jitter_stroke=0.45, validation=VALIDATION_IMAGES),
     # No paper figure; the same network, codes and shifts as MNIST (the shifts: 72.53% instead of 58.48%).
     "fashion-mnist": Config("fashion-mnist", "fashion-mnist", 1, 28, noise_dim=62, categorical=[10], continuous=2,
-                            epochs=10, translate=2, validation=5000),
+                            epochs=10, translate=2, validation=VALIDATION_IMAGES),
     # Paper, appendix C.2: SVHN, 4 x Cat(10) + 4 continuous, noise 124, the 32x32 RGB network.
     "svhn": Config("svhn", "folder", 3, 32, noise_dim=124, categorical=[10] * 4, continuous=4, lr_g=1e-3),
     # Paper, appendix C.3: CelebA, 10 x Cat(10), noise 128, the same 32x32 network.
