@@ -36,7 +36,7 @@ lint: $(BIN)/.installed  ## ruff
 serve: $(BIN)/.installed  ## the API on http://127.0.0.1:8000 with the embedded model (no Docker)
 	$(BIN)/python -m service
 
-model: data  ## retrain models/mnist by the shipped model's recipe (SEED=3), export and align it
+model: data  ## train the shipped recipe on the official digits (SEED=3), export and align into models/mnist
 	$(BIN)/python -m training --preset mnist --jitter-shear 0.15 --jitter-stroke 0.225 --real-info-weight 1 --data-dir $(DATA) \
 	    --out runs/mnist-seed$(SEED) --seed $(SEED)
 	$(BIN)/python -m export runs/mnist-seed$(SEED) --out models/mnist --name infogan-mnist --precision fp16
