@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.telemetry import TelemetryConfig
 
+from infogan import __version__
 from service import v2
 from service.caching import model_key
 from service.contract import with_bearer_auth, with_model
@@ -173,7 +174,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         summary="InfoGAN generator and Q encoder over onnxruntime",
         description="Generate images from InfoGAN's latent codes, traverse one code, encode an image back into "
         "codes. Code names and kinds come from the model: see `GET /info`.",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
         default_response_class=JSONResponse,
         docs_url=None,  # service/docs.py serves /docs and /redoc without a CDN

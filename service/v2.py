@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from fastapi import APIRouter, Header, Request, Response
 
+from infogan import __version__
 from service import schemas
 from service.engine import Engine
 from service.errors import V2Error
@@ -245,7 +246,7 @@ def infer_response(name: str, request: dict, outputs: list[np.ndarray], specs: l
 
 @router.get("")
 async def server_metadata() -> dict:
-    return {"name": "infogan-serve", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+    return {"name": "infogan-serve", "version": __version__, "extensions": ["binary_tensor_data"]}
 
 
 @router.get("/health/live")
