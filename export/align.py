@@ -37,7 +37,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from infogan.effects import FACTORS, GOAL_SHARE, MIN_EFFECT, factors, measure_effects, reference_scale, separated
+from infogan.effects import FACTORS, GOAL_SHARE, MIN_EFFECT, Generate, factors, measure_effects, reference_scale, separated
 from infogan.files import sha256
 from infogan.identity import CLASSIFIER, DRAWS, GOAL, STEPS, DigitClassifier, identity_kept, supported_range
 from infogan.latent import Alignment, Code, LatentLayout
@@ -260,14 +260,22 @@ def names_from(effects: dict[str, dict], layout: LatentLayout) -> list[str]:
     return names
 
 
-def align_model(model_dir: Path, data_dir: Path, out_dir: Path, seed: int = 0, fit_draws: int = FIT_DRAWS,
-                eval_draws: int = EVAL_DRAWS, command: str = "", progress=print) -> dict:
-    """Aligns model_dir's codes and writes the aligned model to out_dir (may be model_dir); returns the card."""
-    card_path = model_dir / "model.json"
+def batched(generator: ort.InferenceSession, batch: int = 256) -> Generate:
+    """The generator session as a function of numpy latents, run in batches."""
+    def generate(noise: np.ndarray, categorical: np.ndarray, continuous: np.ndarray) -> np.ndarray:
+        return np.concatenate([generator.run(None, {"noise": noise[i : i + batch], "categorical": categorical[i : i + batch],
+                                                    "continuous": continuous[i : i + batch]})[0]
+                               for i in range(0, len(noise), batch)])
+    return generate
+
+
+def read_model(model_dir: Path) -> tuple[dict, onnx.ModelProto, onnx.ModelProto, LatentLayout]:
+    """model.json and both files with any earlier alignment taken out, and the trained layout; AlignError for a
+    directory the aligner cannot work on."""
     for name in ("generator.onnx", "encoder.onnx", "model.json"):
         if not (model_dir / name).is_file():
             raise AlignError(f"{model_dir / name}: not found (is {model_dir} a model directory written by python -m export?)")
-    card = json.loads(card_path.read_text())
+    card = json.loads((model_dir / "model.json").read_text())
     generator = strip_alignment(onnx.load(str(model_dir / "generator.onnx")), "continuous")
     encoder = strip_alignment(onnx.load(str(model_dir / "encoder.onnx")), "continuous_mean")
     layout = trained_layout(LatentLayout.from_dict(card["latent"]))
@@ -276,23 +284,30 @@ def align_model(model_dir: Path, data_dir: Path, out_dir: Path, seed: int = 0, f
                          f"{len(FACTORS)}, one per factor ({', '.join(FACTORS)})")
     if any(c.low != -c.high for c in layout.continuous):
         raise AlignError(f"{model_dir}: the continuous codes' prior must be symmetric around 0")
+    return card, generator, encoder, layout
+
+
+def real_scale(card: dict, data_dir: Path) -> dict[str, float]:
+    """The factors' spread over the model's own data set: the unit of every effect."""
     image = card["image"]
     try:
         dataset = load_dataset(card["dataset"], data_dir, image["channels"], image["height"])
     except DataError as error:
         raise AlignError(str(error)) from None
-    scale = reference_scale(dataset.images)
+    return reference_scale(dataset.images)
+
+
+def align_model(model_dir: Path, data_dir: Path, out_dir: Path, seed: int = 0, fit_draws: int = FIT_DRAWS,
+                eval_draws: int = EVAL_DRAWS, command: str = "", progress=print) -> dict:
+    """Aligns model_dir's codes and writes the aligned model to out_dir (may be model_dir); returns the card."""
+    card, generator, encoder, layout = read_model(model_dir)
+    scale = real_scale(card, data_dir)
     trained = session(generator)
+    generate_trained = batched(trained)
 
-    def generate_trained(noise: np.ndarray, categorical: np.ndarray, continuous: np.ndarray) -> np.ndarray:
-        return np.concatenate([trained.run(None, {"noise": noise[i : i + 256], "categorical": categorical[i : i + 256],
-                                                  "continuous": continuous[i : i + 256]})[0]
-                               for i in range(0, len(noise), 256)])
-
-    def generate_through(candidate_layout: LatentLayout):
-        def generate(noise: np.ndarray, categorical: np.ndarray, continuous: np.ndarray) -> np.ndarray:
-            return generate_trained(noise, categorical, to_trained(candidate_layout, categorical, continuous))
-        return generate
+    def generate_through(candidate_layout: LatentLayout) -> Generate:
+        return lambda noise, categorical, continuous: generate_trained(
+            noise, categorical, to_trained(candidate_layout, categorical, continuous))
 
     rng = np.random.default_rng([seed, 1])
     progress(f"fitting: {fit_draws} draws x {FIT_POINTS} points of the trained codes")
@@ -318,15 +333,8 @@ def align_model(model_dir: Path, data_dir: Path, out_dir: Path, seed: int = 0, f
               f"{eval_draws} fresh draws")
     aligned = aligned_layout(layout, best, names, method)
 
-    inverses = np.linalg.inv(np.asarray(best.matrices, np.float64))
-    by_column = layout.categorical.index(layout.code(best.by)) if best.by else None
-    by_slice = None
-    if best.by:
-        start = sum(c.size for c in layout.categorical[:by_column])
-        by_slice = (start, start + layout.code(best.by).size)
-    reference_encoder = session(encoder)
-    baked_generator = set_layout(bake_generator(generator, inverses, by_column), aligned)
-    baked_encoder = set_layout(bake_encoder(encoder, best.matrices, by_slice), aligned)
+    reference_encoder = session(encoder)  # before baking, which edits the file's graph in place
+    baked_generator, baked_encoder = bake(generator, encoder, best, layout, aligned)
     parity = verify(session(baked_generator), trained, session(baked_encoder), reference_encoder, aligned, seed)
 
     card["latent"] = aligned.to_dict()
@@ -347,6 +355,20 @@ def align_model(model_dir: Path, data_dir: Path, out_dir: Path, seed: int = 0, f
     card.update(identity_fields(generate_through(aligned), aligned, card["dataset"], eval_seed, progress))
     write(out_dir, {"generator.onnx": baked_generator, "encoder.onnx": baked_encoder}, card, model_dir)
     return card
+
+
+def bake(generator: onnx.ModelProto, encoder: onnx.ModelProto, best: Candidate, layout: LatentLayout,
+         aligned: LatentLayout) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """Both files with the map inside: the generator maps aligned codes back to trained ones, the encoder maps its
+    readings forward; by value of a categorical code when the map is one per value."""
+    inverses = np.linalg.inv(np.asarray(best.matrices, np.float64))
+    by_column = layout.categorical.index(layout.code(best.by)) if best.by else None
+    by_slice = None
+    if best.by:
+        start = sum(c.size for c in layout.categorical[:by_column])
+        by_slice = (start, start + layout.code(best.by).size)
+    return (set_layout(bake_generator(generator, inverses, by_column), aligned),
+            set_layout(bake_encoder(encoder, best.matrices, by_slice), aligned))
 
 
 def identity_fields(generate, layout: LatentLayout, dataset: str, seed: int, progress) -> dict:
