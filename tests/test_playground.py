@@ -5,6 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -99,6 +100,8 @@ def test_sliders_carry_the_shipped_models_code_names(browser, shipped_server, tm
         page.get_by_label("slant", exact=True).fill("1")
         page.wait_for_function("JSON.parse(document.getElementById('preview').dataset.request).codes.slant === 1")
         assert page.get_by_label("thickness", exact=True).is_visible()
+        low, high = httpx.get(shipped_server.url + "/info").json()["traverse_range"]  # where the digit is kept
+        assert [float(page.get_by_label("slant", exact=True).get_attribute(a)) for a in ("min", "max")] == [low, high]
         assert page.locator("#traverse-code option").all_text_contents() == ["c1 (categorical)", "slant", "thickness"]
         page.locator("#traverse-code").select_option(label="thickness")
         page.get_by_role("button", name="Show traversal").click()
@@ -130,7 +133,8 @@ def test_draw_encode_and_load_codes(page):
     encoded = response.value.json()
     expect(page.locator("#encode-result")).to_contain_text(f"label: {encoded['label']}")
     page.get_by_role("button", name="Load these codes into the controls").click()
-    snapped = round(max(-2, min(2, encoded["codes"]["c2"])) / 0.05) * 0.05 + 0.0  # the slider's step; no "-0.00"
+    low, high = page.evaluate("info.traverse_range")  # the sliders' range
+    snapped = round(max(low, min(high, encoded["codes"]["c2"])) / 0.05) * 0.05 + 0.0  # the slider's step; no "-0.00"
     expected = f"{snapped:.2f}"
     expect(page.locator("#value-c2")).to_have_text(expected)
     expect(page.locator("#code-c1")).to_have_value(str(encoded["codes"]["c1"]["value"]))

@@ -98,8 +98,10 @@ function buildControls() {
       select.addEventListener("change", scheduleGenerate);
       row.append(select);
     } else {
+      // The sliders span the range along which the model keeps the digit (/info's traverse_range).
+      const [low, high] = info.traverse_range;
       const slider = Object.assign(document.createElement("input"),
-        { type: "range", id: `code-${code.name}`, min: -2, max: 2, step: 0.05, value: 0 });
+        { type: "range", id: `code-${code.name}`, min: low, max: high, step: 0.05, value: 0 });
       const output = Object.assign(document.createElement("output"), { id: `value-${code.name}`, value: "0.00" });
       output.htmlFor = slider.id;
       slider.addEventListener("input", () => { output.value = Number(slider.value).toFixed(2); scheduleGenerate(); });
@@ -217,7 +219,7 @@ function loadEncodedCodes() {
     if (code.kind === "categorical") {
       input.value = value.value;
     } else {
-      input.value = Math.max(-2, Math.min(2, value));
+      input.value = Math.max(info.traverse_range[0], Math.min(info.traverse_range[1], value));
       $(`value-${code.name}`).value = Number(input.value).toFixed(2);
     }
   }
