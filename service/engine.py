@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from service.latents import Latents, draw
 from service.metrics import Metrics
 from service.model import Model
 from service.settings import Settings
+
+Session = Literal["generator", "encoder"]  # the two ONNX sessions a model has, by the names V2 serves them under
 
 
 class DeadlineExceeded(Exception):
@@ -50,7 +52,7 @@ class Engine:
         self.shed = metrics.shed
         wait_s = settings.batch_wait_ms / 1000
 
-        def batcher(name: str, run: Run) -> MicroBatcher:
+        def batcher(name: Session, run: Run) -> MicroBatcher:
             observers = Observers(metrics.batch_size.labels(name).observe, metrics.queue_depth.labels(name).set,
                                   metrics.queue_wait.labels(name).observe, metrics.abandoned.labels(name).inc)
             return MicroBatcher(run, self.executor, settings.max_batch, wait_s, settings.queue_size, observers)
@@ -88,14 +90,16 @@ class Engine:
         """The server's REQUEST_TIMEOUT_S, or the client's shorter one."""
         return min(timeout_s or math.inf, self.settings.request_timeout_s)
 
-    def batcher(self, model: str) -> MicroBatcher | None:
-        return self.encoder if model == "encoder" else self.generator
+    def batcher(self, model: Session) -> MicroBatcher | None:
+        """The batcher of the named session (None for an encoder the model does not have); KeyError for a name
+        that is neither."""
+        return {"generator": self.generator, "encoder": self.encoder}[model]
 
     def budget(self, timeout_s: float | None) -> float:
         """The longest expected wait a request is admitted with: MAX_QUEUE_WAIT_S, or its deadline if shorter."""
         return min(self.deadline(timeout_s), self.settings.max_queue_wait_s)
 
-    def shed_at_door(self, timeout_s: float | None = None, model: str = "generator") -> None:
+    def shed_at_door(self, timeout_s: float | None = None, model: Session = "generator") -> None:
         """Refuses (Overloaded) a request before it is read while the work already queued could not be answered
         within its budget: under overload most requests are refused, and this costs next to nothing. Admission
         proper (with the request's own size) happens once, when it is queued (`_submit`)."""
@@ -126,7 +130,7 @@ class Engine:
         finally:
             self.decode_slots.release()
 
-    async def _submit(self, model: str, feeds: dict[str, np.ndarray], finish: Callable, timeout_s: float | None) -> Any:
+    async def _submit(self, model: Session, feeds: dict[str, np.ndarray], finish: Callable, timeout_s: float | None) -> Any:
         """Admits the request (its expected wait within its budget, else Overloaded) and queues it, with nothing
         awaited in between, then waits for its answer within its deadline."""
         deadline = self.deadline(timeout_s)
@@ -145,7 +149,7 @@ class Engine:
         """finish(uint8 images (B, C, H, W)), computed on the inference thread (e.g. PNG encoding)."""
         return await self._submit("generator", latents.feeds(), lambda outputs: finish(outputs[1]), timeout_s)
 
-    async def infer(self, model: str, feeds: dict[str, np.ndarray], timeout_s: float | None = None) -> list[np.ndarray]:
+    async def infer(self, model: Session, feeds: dict[str, np.ndarray], timeout_s: float | None = None) -> list[np.ndarray]:
         """A model's own output tensors, in the ONNX file's order, for inputs already checked against it."""
         outputs = await self._submit(model, feeds, list, timeout_s)
         return outputs[:1] if model == "generator" else outputs  # the generator's uint8 copy is for PNGs

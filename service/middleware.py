@@ -12,13 +12,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import Overloaded
 from service.docs import DOCS_PATHS
+from service.engine import Session
 from service.errors import ClientDisconnected, error_body, unavailable_response
 from service.metrics import Metrics
 from service.responses import JSONResponse
 
 
 class InferenceRoute(NamedTuple):
-    model: str  # the session it runs on
+    model: Session  # the session it runs on
     template: str  # its route's path template, the label of its metrics
 
 

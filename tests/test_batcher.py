@@ -200,3 +200,19 @@ def test_return_slots_relax_once_a_flood_is_over():
 
     (flood, after), _, _ = run_slow_batcher(scenario, seconds_per_batch=0.05)
     assert flood[-1] > 5 * flood[0] and after < flood[0] * 2
+
+
+def test_the_engine_names_its_batchers_and_refuses_any_other_name():
+    from service.engine import Engine
+    from service.metrics import Metrics
+    from service.model import load_model
+    from service.settings import Settings
+    from tests.conftest import ROOT
+
+    engine = Engine(load_model(ROOT / "models" / "mnist"), Settings(), Metrics())
+    try:
+        assert engine.batcher("generator") is engine.generator and engine.batcher("encoder") is engine.encoder
+        with pytest.raises(KeyError):
+            engine.batcher("anything")  # no silent fallback to the generator
+    finally:
+        engine.executor.shutdown()
