@@ -6,8 +6,9 @@
   or body. A request whose body was cut off reaches the app as a disconnect, which the service counts as
   cancelled.
 - A size and a count for the request line and headers: beyond either, 431 and the connection closed. The
-  parser (httptools) keeps no limit of its own and buffers a header whole before handing it over, so the bytes
-  of a head still in flight are counted as they arrive.
+  parser (httptools) keeps no limit of its own and buffers a header whole before handing it over, so two
+  counts are kept: the head the parser has handed over (exact, for a head that is complete), and the raw bytes
+  received while a head is still incomplete (which bounds what the parser buffers).
 - Host (RFC 9112, 3.2): a request with two Host headers, or an HTTP/1.1 request with none, is a 400.
 - A keep-alive connection is closed (`Connection: close` on its answer) after `max_requests_per_connection`
   requests, as nginx's keepalive_requests does: clients reconnect, and the kernel spreads the new connections
@@ -55,7 +56,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.limits: ConnectionLimits = self.app_state.get(LIMITS_KEY, ConnectionLimits())
         self.refusal: RequestRefused | None = None
-        self.head_bytes = 0  # of the request line and headers being read
+        self.head_bytes = 0  # of the request line and headers the parser has handed over
+        self.unparsed_bytes = 0  # received since the current head began, while it is incomplete
         self.reading_head = True
         self.requests = 0  # on this connection
 
@@ -65,14 +67,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self.reading_head:
-            self.head_bytes += len(data)
+            self.unparsed_bytes += len(data)
         super().data_received(data)
-        if self.reading_head and self.head_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
+        if self.reading_head and self.unparsed_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
             self.refuse(RequestRefused(431, f"request line and headers over {self.limits.max_header_bytes} bytes"))
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.reading_head, self.head_bytes = True, 0
+        # Bytes of this chunk before the new head were counted; those of the head in it are not: an undercount of
+        # at most one read, never an overcount.
+        self.reading_head, self.head_bytes, self.unparsed_bytes = True, 0, 0
         if self.read_deadline is None:  # the first byte of a request on a kept-alive connection
             self.arm()
 
@@ -87,7 +91,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.stop(431, f"more than {self.limits.max_header_count} request headers")
 
     def count(self, size: int) -> None:
-        """Bytes of the head the parser has handed over (the incomplete rest is counted in data_received)."""
+        """Bytes of the head the parser has handed over."""
         self.head_bytes += size
         if self.head_bytes > self.limits.max_header_bytes:
             self.stop(431, f"request line and headers over {self.limits.max_header_bytes} bytes")

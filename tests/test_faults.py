@@ -79,6 +79,13 @@ def test_header_limits_are_settings(model_dir):
         assert status_of(exchange(server.port, get(b"/healthz", b"Host: x", b"X: " + b"a" * 3000))[0]) == 431
         assert status_of(exchange(server.port, get(b"/healthz", b"Host: x", *(b"X-%d: y" % i for i in range(10))))[0]) == 431
         assert status_of(exchange(server.port, get(b"/healthz", b"Host: x", b"X: " + b"a" * 1000))[0]) == 200
+        # A head under the limit that arrives in pieces is counted once, not once per piece and again when parsed.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            head = get(b"/healthz", b"Host: x", b"X: " + b"a" * 1500)
+            for start in range(0, len(head), 400):
+                sock.sendall(head[start : start + 400])
+                time.sleep(0.05)
+            assert status_of(read_answer(sock)) == 200
     finally:
         server.stop()
 
