@@ -17,7 +17,7 @@ import numpy as np
 
 from infogan.latent import LatentLayout
 from infogan.morpho import measure_all
-from infogan.prior import sample
+from infogan.prior import sweeps
 
 FACTORS = ("slant", "thickness")
 DRAWS, STEPS = 30, 9  # random draws per code, values of the code in each sweep
@@ -60,11 +60,8 @@ def measure_effects(generate: Generate, layout: LatentLayout, scale: dict[str, f
     """
     results = {}
     for j, code in enumerate(layout.continuous):
-        noise, categorical, continuous = sample(layout, draws, np.random.default_rng([seed, j]))
         values = np.linspace(code.low, code.high, steps)
-        continuous = continuous.repeat(steps, axis=0)
-        continuous[:, j] = np.tile(values, draws)
-        images = generate(noise.repeat(steps, axis=0), categorical.repeat(steps, axis=0), continuous)
+        images = generate(*sweeps(layout, j, values, draws, seed))
         measured = factors((np.asarray(images, dtype=np.float64) + 1.0) / 2.0)
         effects = {}
         for name in FACTORS:

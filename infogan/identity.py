@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from infogan.latent import LatentLayout
-from infogan.prior import sample
+from infogan.prior import sweeps
 
 RANGES = ((-1.0, 1.0), (-2.0, 2.0))
 DRAWS, STEPS = 60, 9  # sweeps per code, frames per sweep (odd: the middle one is the code at 0)
@@ -50,12 +50,9 @@ def identity_kept(generate: Generate, layout: LatentLayout, classify: Callable[[
     """Per continuous code and range: the share of a sweep's frames that keep the middle frame's digit."""
     kept: dict[str, dict[str, float]] = {}
     for j, code in enumerate(layout.continuous):
-        noise, categorical, continuous = sample(layout, draws, np.random.default_rng([seed, j]))
         kept[code.name] = {}
-        for low, high in RANGES:
-            swept = continuous.repeat(steps, axis=0)
-            swept[:, j] = np.tile(np.linspace(low, high, steps), draws)
-            digits = classify(generate(noise.repeat(steps, axis=0), categorical.repeat(steps, axis=0), swept))
+        for low, high in RANGES:  # the same draws for every range
+            digits = classify(generate(*sweeps(layout, j, np.linspace(low, high, steps), draws, seed)))
             kept[code.name][range_name(low, high)] = kept_share(digits.reshape(draws, steps))
     return kept
 

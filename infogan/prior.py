@@ -64,3 +64,14 @@ def sample(layout: LatentLayout, count: int, rng: np.random.Generator) -> tuple[
         if bounds else np.zeros((count, 0))
     return (noise.astype(np.float32), categorical.astype(np.int64),
             present(layout, categorical, trained).astype(np.float32))
+
+
+def sweeps(layout: LatentLayout, index: int, values: np.ndarray, draws: int,
+           seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`draws` prior draws (seeded by (seed, index)), each repeated along `values` of continuous code `index` with
+    everything else held: the latents of `draws` sweeps, one after the other, as generate() takes them."""
+    noise, categorical, continuous = sample(layout, draws, np.random.default_rng([seed, index]))
+    steps = len(values)
+    continuous = continuous.repeat(steps, axis=0)
+    continuous[:, index] = np.tile(values, draws)
+    return noise.repeat(steps, axis=0), categorical.repeat(steps, axis=0), continuous
