@@ -39,7 +39,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, method = time.perf_counter(), scope["method"]
+        started = time.perf_counter()
         status = 500  # what the client sees if the app dies before answering
 
         async def send_and_record(message: Message) -> None:
@@ -51,7 +51,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            self.metrics.observe_request(route_label(scope), method, status, time.perf_counter() - started)
+            self.metrics.observe_request(route_label(scope), scope["method"], status, time.perf_counter() - started)
 
 
 def route_label(scope: Scope) -> str:
