@@ -342,6 +342,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
     measured_g, measured_d = averaged or (generator, discriminator)
     rng = torch.Generator(device).manual_seed(config.seed)
     images = torch.from_numpy(dataset.images).to(device)  # resident on the device: no loader, no copies
+    validation_images = None if validation is None else torch.from_numpy(validation.images).to(device)
     steps_per_epoch = len(images) // config.batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{dataset.name}: {len(images)} images, fewer than one batch of {config.batch_size}")
@@ -379,7 +380,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         })
 
     autocast = autocast_for(device)
-    # The units of the continuous codes' measured effects (a pass over up to 10,000 images: only when needed).
+    # The units of the continuous codes' measured effects (a fixed sample of the real images: only when needed).
     scale = reference_scale(dataset.images) if layout.continuous else {}
     classifier = digit_classifier(config.dataset, layout)  # reads G's digits along the sweeps (an instrument only)
     bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr)
@@ -420,7 +421,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
         elapsed = time.perf_counter() - started
         real_metrics, labels = code_metrics(measured_d, dataset, images)
         if validation is not None:  # every choice between runs reads these; the label map is matched on them anew
-            held_out, _ = code_metrics(measured_d, validation, torch.from_numpy(validation.images).to(device))
+            held_out, _ = code_metrics(measured_d, validation, validation_images)
             real_metrics.update({f"val_{name}": value for name, value in held_out.items() if name in ("accuracy", "nmi")})
         metrics = {
             "epoch": epoch + 1, "step": step, "loss_d": loss_d_avg, "loss_g": loss_g_avg,
