@@ -34,7 +34,8 @@ def test_help_explains_every_option():
     assert result.returncode == 0
     for flag in ("--preset", "--data-dir", "--out", "--epochs", "--seed", "--device", "--resume", "--download",
                  "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate", "--cr-weight", "--cr-start-epoch",
-                 "--jitter-shear", "--jitter-stroke", "--ema-decay", "--real-info-weight"):
+                 "--jitter-shear", "--jitter-stroke", "--ema-decay", "--real-info-weight", "--identity-weight",
+                 "--identity-range"):
         assert flag in result.stdout
 
 
@@ -49,6 +50,7 @@ def test_help_explains_every_option():
     ("--jitter-shear", "-0.1", "must be a finite number >= 0, got -0.1"),
     ("--ema-decay", "-1", "must be a finite number >= 0, got -1"),
     ("--real-info-weight", "-0.5", "must be a finite number >= 0, got -0.5"),
+    ("--identity-range", "0.5", "must be a finite number >= 1, got 0.5"),
 ])
 def test_bad_flag_values_are_refused_naming_the_flag(tmp_path, capsys, flag, value, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -205,6 +207,22 @@ def test_information_of_real_readings_is_logged_kept_and_refused_where_it_cannot
     assert train_main(["--preset", "tiny", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x"),
                        "--real-info-weight", "1", "--categorical", ""]) == 2
     assert "--real-info-weight: the term reads the categorical codes" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_identity_term_is_logged_kept_and_refused_where_it_cannot_act(tmp_path, digits_dir, capsys):
+    out = tmp_path / "run"
+    result = run("training", "--preset", "tiny", "--data-dir", str(digits_dir), "--out", str(out), "--epochs", "1",
+                 "--identity-weight", "1", "--identity-range", "3")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert 0 < metrics["identity_ce"] < 2 * metrics["info_cat_bound_nats"]
+    config = load_checkpoint(out / "checkpoint.pt")["config"]  # a resumed run keeps it
+    assert (config.identity_weight, config.identity_range) == (1, 3)
+
+    assert train_main(["--preset", "tiny", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x"),
+                       "--identity-weight", "1", "--continuous", "0"]) == 2
+    assert "--identity-weight: the term reads the categorical codes" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

@@ -67,6 +67,12 @@ class Config:
     # real digits (entropy minimisation on the target domain, as VADA, Shu et al., 2018), balanced ones keep
     # every value in use. 0 = off.
     real_info_weight: float = 0.0
+    # Not in the paper: G is asked to keep the digit past the prior. On a quarter of each batch the continuous
+    # codes are drawn from [-identity_range, identity_range] (the paper's figures sweep [-2, 2], twice the
+    # prior) and G's step adds, with this weight, Q's cross-entropy of the categorical codes on those images;
+    # Q itself does not learn from them, so its reading stays the one learned inside the prior. 0 = off.
+    identity_weight: float = 0.0
+    identity_range: float = 2.0
     # The last `validation` images of the training file are held out: never trained on, they are what the
     # per-epoch accuracy (val_accuracy) and every choice between runs read. 0 = train on every image.
     validation: int = 0

@@ -35,7 +35,7 @@ from training.metrics import hungarian_map, nmi
 from training.model import PRESETS, Config, Discriminator, Generator, init_weights, sample_latents
 
 log = logging.getLogger("training")
-SUMS = 7  # what a run sums over an epoch: the six losses train_step returns, then the step count
+SUMS = 8  # what a run sums over an epoch: the seven losses train_step returns, then the step count
 
 # ---------------------------------------------------------------------------------------------- sampling
 
@@ -92,11 +92,27 @@ def information_loss(
     Cross-entropy takes Q's raw logits (softmax is applied once, inside it). H(c) - cross-entropy is the
     variational lower bound on I(c; G(z, c)) for a categorical code.
     """
+    gaussian = log_sigma + 0.5 * ((continuous - mean) * torch.exp(-log_sigma)) ** 2 + 0.5 * math.log(2 * math.pi)
+    return categorical_cross_entropy(layout, cat_logits, categorical), gaussian.sum(1).mean()
+
+
+def categorical_cross_entropy(layout: LatentLayout, cat_logits: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+    """Q's cross-entropy of every categorical code, summed over the codes."""
     cross_entropy = cat_logits.new_zeros(())
     for i, (_, columns) in enumerate(layout.categorical_columns()):
         cross_entropy = cross_entropy + F.cross_entropy(cat_logits[:, columns], categorical[:, i])
-    gaussian = log_sigma + 0.5 * ((continuous - mean) * torch.exp(-log_sigma)) ** 2 + 0.5 * math.log(2 * math.pi)
-    return cross_entropy, gaussian.sum(1).mean()
+    return cross_entropy
+
+
+def identity_loss(config: Config, networks: Networks, noise: torch.Tensor, categorical: torch.Tensor,
+                  rng: torch.Generator) -> torch.Tensor:
+    """Q's categorical cross-entropy on G's images of a quarter of the batch's latents, their continuous codes
+    redrawn from [-identity_range, identity_range]: low when the digit survives codes past the prior."""
+    count = max(1, len(noise) // 4)
+    layout = networks.generator.layout
+    wide = (torch.rand(count, len(layout.continuous), generator=rng, device=noise.device) * 2 - 1) * config.identity_range
+    cat_logits = networks.discriminator(networks.generator(noise[:count], categorical[:count], wide))[1]
+    return categorical_cross_entropy(layout, cat_logits, categorical[:count])
 
 
 def real_information(layout: LatentLayout, cat_logits: torch.Tensor) -> torch.Tensor:
@@ -236,7 +252,8 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
     regulariser (the run has its pair classifier and the epoch has reached cr_start_epoch).
 
     Returns the detached losses [D, G, categorical cross-entropy, continuous NLL, pair cross-entropy, information
-    of Q's readings of real images] without a host sync (the last two are 0 unless their terms are on).
+    of Q's readings of real images, identity cross-entropy] without a host sync (the last three are 0 unless
+    their terms are on).
     """
     generator, discriminator, opt_g, opt_d = networks
     jitter = config.jitter_shear > 0 or config.jitter_stroke > 0
@@ -281,11 +298,15 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
             second, shared = pair
             loss_total_g = loss_total_g + config.cr_weight * F.cross_entropy(
                 discriminator.pair_classifier(unshifted, second), shared)
+        identity_ce = loss_g.new_zeros(())
+        if config.identity_weight > 0:
+            identity_ce = identity_loss(config, networks, noise, categorical, rng)
+            loss_total_g = loss_total_g + config.identity_weight * identity_ce
     opt_g.zero_grad(set_to_none=True)
     loss_total_g.backward()
     opt_g.step()
     discriminator.requires_grad_(True)
-    return torch.stack([loss.detach().float() for loss in (loss_d, loss_g, ce, nll, pair_ce, info_real)])
+    return torch.stack([loss.detach().float() for loss in (loss_d, loss_g, ce, nll, pair_ce, info_real, identity_ce)])
 
 
 def contrastive_pair(layout: LatentLayout, generator: Generator, continuous: torch.Tensor,
@@ -405,7 +426,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             step += 1
             bar.update()
             if step % config.log_every == 0 or batch_index == steps_per_epoch - 1:
-                loss_d_avg, loss_g_avg, ce_avg, nll_avg, _, _ = (sums[:-1] / sums[-1]).tolist()
+                loss_d_avg, loss_g_avg, ce_avg, nll_avg, *_ = (sums[:-1] / sums[-1]).tolist()
                 info_cat = layout.categorical_entropy - ce_avg
                 bar.set_postfix(epoch=epoch + 1, D=f"{loss_d_avg:.3f}", G=f"{loss_g_avg:.3f}", L_I=f"{info_cat:.3f}",
                                 acc=f"{metrics.get('accuracy', float('nan')):.3f}")
@@ -415,7 +436,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
                 checkpoint()
 
         # End of epoch: metrics on real data, sample grids, alarms, checkpoint.
-        loss_d_avg, loss_g_avg, ce_avg, nll_avg, pair_ce_avg, info_real_avg = (sums[:-1] / sums[-1]).tolist()
+        loss_d_avg, loss_g_avg, ce_avg, nll_avg, pair_ce_avg, info_real_avg, identity_ce_avg = (sums[:-1] / sums[-1]).tolist()
         sums.zero_()
         bound = layout.categorical_entropy
         elapsed = time.perf_counter() - started
@@ -432,6 +453,8 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: 
             metrics["pair_ce"] = pair_ce_avg
         if config.real_info_weight > 0:
             metrics["info_real_nats"] = info_real_avg
+        if config.identity_weight > 0:
+            metrics["identity_ce"] = identity_ce_avg
         if layout.continuous:
             metrics["code_effects"] = code_effects(measured_g, layout, scale, device, seed=config.seed)
         if classifier is not None:
@@ -532,6 +555,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "weights)")
     parser.add_argument("--real-info-weight", type=finite(0), help="add the information between real images and "
                         "Q's reading of their categorical codes to Q's objective, with this weight (default 0: off)")
+    parser.add_argument("--identity-weight", type=finite(0), help="add to G's step Q's categorical cross-entropy on "
+                        "images whose continuous codes are drawn past the prior, with this weight (default 0: off)")
+    parser.add_argument("--identity-range", type=finite(1), help="... drawn from [-R, R] (default 2, the range of "
+                        "the paper's figures)")
     parser.add_argument("--validation", type=at_least(0), help="hold out the last N images of the training file: "
                         "never trained on, read for val_accuracy every epoch (default: the preset's, 5000 for mnist and "
                         "fashion-mnist, else 0)")
@@ -550,7 +577,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "continuous": args.continuous, "lambda_cont": args.lambda_cont, "learn_sigma": args.learn_sigma or None,
         "translate": args.translate, "cr_weight": args.cr_weight, "cr_start_epoch": args.cr_start_epoch,
         "jitter_shear": args.jitter_shear, "jitter_stroke": args.jitter_stroke, "ema_decay": args.ema_decay,
-        "real_info_weight": args.real_info_weight, "validation": args.validation,
+        "real_info_weight": args.real_info_weight,
+        "identity_weight": args.identity_weight, "identity_range": args.identity_range, "validation": args.validation,
         "lr_d": args.lr_d, "lr_g": args.lr_g, "checkpoint_every": args.checkpoint_every,
     }
     config = dataclasses.replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
@@ -566,6 +594,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
                          "and the run has none")
     if config.real_info_weight and not config.categorical:
         raise ValueError("--real-info-weight: the term reads the categorical codes of real images, and the run has none")
+    if config.identity_weight and not (config.categorical and config.continuous):
+        raise ValueError("--identity-weight: the term reads the categorical codes of images with continuous codes "
+                         "past the prior, and the run lacks one of the two")
     if config.ema_decay >= 1:  # a decay of 1 never leaves the initial weights
         raise ValueError(f"--ema-decay {config.ema_decay:g}: must be below 1 (e.g. 0.999)")
     if config.translate >= config.image_size // 2:  # shifts of half the image leave D mostly background
