@@ -28,7 +28,6 @@ from service.contract import with_bearer_auth, with_model
 from service.docs import add_docs
 from service.engine import Engine
 from service.errors import install_handlers
-from service.fastpath import ServiceApp
 from service.metrics import MULTIPROCESS_ENV, Metrics, prepare_metrics_dir, serve_metrics, workers_registry
 from service.middleware import (
     OPEN_PATHS,
@@ -169,7 +168,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         await engine.stop()
         metrics.close()
 
-    app = ServiceApp(  # FastAPI, with the PNG /generate answered in front of its middleware stack
+    app = FastAPI(
         title="infogan-serve",
         summary="InfoGAN generator and Q encoder over onnxruntime",
         description="Generate images from InfoGAN's latent codes, traverse one code, encode an image back into "

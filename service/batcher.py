@@ -1,15 +1,17 @@
 """Micro-batching: concurrent requests merged into one onnxruntime run on a single inference thread.
 
-Admission is by expected wait, not by count alone: the batcher keeps a running estimate of the inference time
-of each batch size it runs, and a request whose wait (the images queued and running ahead of it, in the
-batches they will be run in) would pass its budget is refused at once (`Overloaded`, answered 503 with a
-Retry-After from the real queue) instead of being computed for a client that will have given up. A request
-whose caller has gone (deadline or disconnect) is dropped from the queue before it is computed. The batcher
+A `Scheduler` owns that thread and the batchers that share it (one per ONNX session). Admission is by expected
+wait, not by count alone: each batcher keeps a running estimate of the inference time of each batch size it
+runs, and a request whose wait (the work queued and running ahead of it on the thread: its own batcher's, in
+the batches they will be run in, and every other batcher's) would pass its budget is refused at once
+(`Overloaded`, answered 503 with a Retry-After from the real queue) instead of being computed for a client
+that will have given up. A request whose caller has gone (deadline or disconnect) is dropped from the queue before it is computed. The batcher
 takes the first waiting request, lets the window of `wait_s` gather more, and runs up to `max_batch` images
 together, padded to a power-of-two size so the session only ever sees the shapes warmed up at start-up. The
 window closes early once as many requests wait as were in flight when the last run ended (its own and those
 queued meanwhile), or a full batch: when every busy client has already sent its request, waiting longer only
-adds latency.
+adds latency. Each batch's answers are finished (e.g. PNG-encoded) on the scheduler's finishing thread, while
+the inference thread runs the next batch.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -65,10 +68,27 @@ def bucket_sizes(max_batch: int) -> list[int]:
     return [*sizes, max_batch]
 
 
+class Scheduler:
+    """One inference thread and the batchers that share it; `finisher` is the thread each batch's answers are
+    finished on (the inference thread itself when None)."""
+
+    def __init__(self, executor: Executor, finisher: Executor | None = None):
+        self.executor, self.finisher = executor, finisher or executor
+        self.batchers: list[MicroBatcher] = []
+
+    def idle(self) -> bool:
+        return not any(batcher.queued or batcher.running for batcher in self.batchers)
+
+    def backlog_s(self, besides: MicroBatcher) -> float:
+        """Seconds of work queued and running on the thread in the other batchers than `besides`."""
+        return sum(batcher.expected_wait(0, alone=True) for batcher in self.batchers if batcher is not besides)
+
+
 class MicroBatcher:
-    def __init__(self, run: Run, executor: Executor, max_batch: int, wait_s: float, queue_size: int,
+    def __init__(self, run: Run, scheduler: Scheduler, max_batch: int, wait_s: float, queue_size: int,
                  observers: Observers | None = None):
-        self.run, self.executor = run, executor
+        self.run, self.scheduler = run, scheduler
+        scheduler.batchers.append(self)
         self.max_batch, self.wait_s, self.queue_size = max_batch, wait_s, queue_size
         self.buckets = bucket_sizes(max_batch)
         # the bucket each batch size up to max_batch is padded to, looked up on every admission check
@@ -103,21 +123,24 @@ class MicroBatcher:
         """At full batches: the service rate when there is a queue."""
         return self.batch_seconds[self.max_batch] / self.max_batch
 
-    def expected_wait(self, size: int = 0) -> float:
-        """Seconds until `size` more images would be answered: the running batch, then the queue and them."""
-        return self.seconds_for(self.running) + self.seconds_for(self.queued + size)
+    def expected_wait(self, size: int = 0, alone: bool = False) -> float:
+        """Seconds until `size` more images would be answered: the running batch, then the queue and them, and
+        (unless `alone`) the other batchers' work on the same thread."""
+        own = self.seconds_for(self.running) + self.seconds_for(self.queued + size)
+        return own if alone else own + self.scheduler.backlog_s(besides=self)
 
     def admit(self, size: int, budget_s: float = math.inf) -> None:
         """Refuses (`Overloaded`) a request of `size` images when the queue holds `queue_size` requests, or when
         work is queued or running and the expected wait (that work and this request's own images) is over
-        `budget_s`. A request that finds the batcher idle is always taken: retrying could not make it faster."""
-        if not self.queued and not self.running:  # idle: any flood is over, and the slots it handed out with it
+        `budget_s`. A request that finds the thread idle is always taken: retrying could not make it faster."""
+        idle = self.scheduler.idle()
+        if idle:  # any flood is over, and the slots it handed out with it
             self.next_return = 0.0
         if len(self.waiting) >= self.queue_size:
             raise Overloaded(f"inference queue full ({self.queue_size} requests waiting)", "queue_full",
                              self.retry_after())
         wait = self.expected_wait(size)
-        if (self.queued or self.running) and wait > budget_s:
+        if not idle and wait > budget_s:
             raise Overloaded(f"the expected wait ({wait:.2f} s) is over this request's {budget_s:g} s budget",
                              "expected_wait", self.retry_after())
 
@@ -136,9 +159,9 @@ class MicroBatcher:
                      budget_s: float = math.inf) -> Any:
         """Queues one request (any number of images), once `admit` lets it in, and waits for finish(its outputs).
 
-        `finish` (e.g. PNG encoding) runs on the inference thread right after the batch, so the event loop
-        neither blocks on it nor pays a second thread hop. Cancelling the caller (a deadline, a disconnect)
-        takes the request out of the queue: it is never computed.
+        `finish` (e.g. PNG encoding) runs on the scheduler's finishing thread, once per batch for all its
+        requests, so the event loop never blocks on it and the inference thread runs on. Cancelling the caller
+        (a deadline, a disconnect) takes the request out of the queue: it is never computed.
         """
         size = len(next(iter(feeds.values())))
         self.admit(size, budget_s)
@@ -221,10 +244,11 @@ class MicroBatcher:
             self.running = total
             started = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self.executor, self._run_batch, feeds, batch)
+                outputs = await loop.run_in_executor(self.scheduler.executor, self.run, feeds)
             except Exception as error:  # one bad batch must not stop the loop; its requests get the error
                 log.exception("inference failed")
-                results = [error] * len(batch)
+                self._deliver(batch, [error] * len(batch))
+                outputs = None
             self.running = 0
             # Under steady load the requests answered now come back while those that queued meanwhile wait:
             # waiting for both makes one batch of them rather than two half batches (a run's fixed cost, twice).
@@ -232,17 +256,27 @@ class MicroBatcher:
             size = min(padded, self.max_batch)  # a larger lone request counts as full batches
             seconds = (time.perf_counter() - started) * size / padded
             self.batch_seconds[size] += RATE_SMOOTHING * (seconds - self.batch_seconds[size])
-            for request, result in zip(batch, results):
-                if request.future.done():
-                    continue
-                if isinstance(result, Exception):
-                    request.future.set_exception(result)
-                else:
-                    request.future.set_result(result)
+            if outputs is not None:
+                finished = loop.run_in_executor(self.scheduler.finisher, self._finish, outputs, batch)
+                finished.add_done_callback(partial(self._finished, batch))
 
-    def _run_batch(self, feeds: dict[str, np.ndarray], batch: list[_Request]) -> list[Any]:
-        """On the inference thread: one run, then each request's finish on its slice (errors kept per request)."""
-        outputs = self.run(feeds)
+    def _finished(self, batch: list[_Request], done: asyncio.Future) -> None:
+        if not done.cancelled():  # cancelled: the service is stopping
+            self._deliver(batch, done.result())
+
+    @staticmethod
+    def _deliver(batch: list[_Request], results: list[Any]) -> None:
+        for request, result in zip(batch, results):
+            if request.future.done():
+                continue
+            if isinstance(result, Exception):
+                request.future.set_exception(result)
+            else:
+                request.future.set_result(result)
+
+    @staticmethod
+    def _finish(outputs: list[np.ndarray], batch: list[_Request]) -> list[Any]:
+        """On the finishing thread: each request's finish on its slice of the outputs (errors kept per request)."""
         results: list[Any] = []
         start = 0
         for request in batch:

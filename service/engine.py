@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from infogan.images import to_uint8
-from service.batcher import MicroBatcher, Observers, Overloaded, Run
+from service.batcher import MicroBatcher, Observers, Overloaded, Run, Scheduler
 from service.latents import Latents, draw
 from service.metrics import Metrics
 from service.model import Model
@@ -47,6 +47,8 @@ class Engine:
         # One worker: no oversubscription. At a lower scheduling priority than the event loop's thread, so that
         # under full load health checks and 503s still get a core the moment they arrive.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="inference", initializer=lower_priority)
+        self.finisher = ThreadPoolExecutor(1, thread_name_prefix="finishing", initializer=lower_priority)
+        scheduler = Scheduler(self.executor, self.finisher)
         self.ready = False
         self.draining = False  # set on SIGTERM: /readyz answers 503 while in-flight requests finish
         self.shed = metrics.shed
@@ -55,7 +57,7 @@ class Engine:
         def batcher(name: Session, run: Run) -> MicroBatcher:
             observers = Observers(metrics.batch_size.labels(name).observe, metrics.queue_depth.labels(name).set,
                                   metrics.queue_wait.labels(name).observe, metrics.abandoned.labels(name).inc)
-            return MicroBatcher(run, self.executor, settings.max_batch, wait_s, settings.queue_size, observers)
+            return MicroBatcher(run, scheduler, settings.max_batch, wait_s, settings.queue_size, observers)
 
         # The generator's images become uint8 once per batch, not once per request (several numpy calls each);
         # the float images stay beside them for the Open Inference Protocol, which returns the tensor itself.
@@ -84,7 +86,8 @@ class Engine:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        for executor in (self.executor, self.finisher):
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def deadline(self, timeout_s: float | None) -> float:
         """The server's REQUEST_TIMEOUT_S, or the client's shorter one."""
@@ -146,7 +149,7 @@ class Engine:
             raise DeadlineExceeded(f"no answer within the {deadline:g} s deadline", batcher.retry_after()) from None
 
     async def generate(self, latents: Latents, finish: Callable[[np.ndarray], Any], timeout_s: float | None = None) -> Any:
-        """finish(uint8 images (B, C, H, W)), computed on the inference thread (e.g. PNG encoding)."""
+        """finish(uint8 images (B, C, H, W)), computed on the finishing thread (e.g. PNG encoding)."""
         return await self._submit("generator", latents.feeds(), lambda outputs: finish(outputs[1]), timeout_s)
 
     async def infer(self, model: Session, feeds: dict[str, np.ndarray], timeout_s: float | None = None) -> list[np.ndarray]:

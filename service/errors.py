@@ -21,8 +21,20 @@ from service.responses import JSONResponse
 V2_PREFIX = "/v2"  # the Open Inference Protocol's paths, whose errors read {"error": "..."}
 
 
-class ClientDisconnected(Exception):
-    """The client closed its connection before the answer was ready (its work, if any, was cancelled)."""
+class ClientDisconnected(StarletteHTTPException):
+    """The client closed its connection before the answer was ready (its work, if any, was cancelled). An
+    HTTPException, so that FastAPI lets it through its body parsing untranslated; answered with 499 (nginx's
+    "client closed request"), which nobody reads and the request metrics count."""
+
+    def __init__(self) -> None:
+        super().__init__(499, "client closed request")
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """A request body past its limit (declared or as it streams in); 413 naming the body."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body over {limit} bytes")
 
 
 class V2Error(Exception):
@@ -53,6 +65,11 @@ def unavailable_response(error: Exception, path: str) -> JSONResponse:
                         headers={"Retry-After": str(max(1, math.ceil(error.retry_after_s)))})
 
 
+def too_large_response(path: str, error: BodyTooLarge) -> JSONResponse:
+    return JSONResponse(error_body(path, error.detail, [{"loc": ["body"], "msg": error.detail, "type": "too_large"}]),
+                        status_code=413)
+
+
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Every method some route serves at `path` (asked of the routes themselves, included routers too); HEAD
     wherever GET is (HeadMiddleware answers it)."""
@@ -80,7 +97,10 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": str(error)}, status_code=error.status, headers=error.headers)
 
     async def gone(request: Request, error: ClientDisconnected) -> Response:
-        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it, the metrics do
+        return Response(status_code=error.status_code)
+
+    async def too_large(request: Request, error: BodyTooLarge) -> JSONResponse:
+        return too_large_response(request.url.path, error)
 
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         # FastAPI's own format, minus the echoed input (which may be a 1 MiB body or contain NaN, not JSON)
@@ -103,5 +123,6 @@ def install_handlers(app: FastAPI) -> None:
 
     for exception, handler in ((CodeError, code_error), (UploadError, upload_error), (Overloaded, unavailable),
                                (DeadlineExceeded, unavailable), (V2Error, v2_error), (ClientDisconnected, gone),
+                               (BodyTooLarge, too_large),
                                (RequestValidationError, invalid), (StarletteHTTPException, http_error)):
         app.add_exception_handler(exception, handler)

@@ -4,7 +4,6 @@ HEAD requests and the body-size limit."""
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from typing import NamedTuple
 
@@ -13,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.batcher import Overloaded
 from service.docs import DOCS_PATHS
 from service.engine import Session
-from service.errors import ClientDisconnected, error_body, unavailable_response
+from service.errors import BodyTooLarge, ClientDisconnected, error_body, too_large_response, unavailable_response
 from service.metrics import Metrics
 from service.responses import JSONResponse
 
@@ -135,27 +134,6 @@ def client_timeout(raw: bytes | None) -> float | None:
     return seconds if seconds is not None and seconds >= 1 else None
 
 
-async def buffer_body(receive: Receive, limit: int) -> tuple[bytes, Receive]:
-    """Reads a request body to its end, or until it is past `limit` bytes; returns what was read and a
-    `receive` that replays the messages read, then reads on (for the app behind, which reads it again).
-    ClientDisconnected if the client goes (or is cut off by READ_TIMEOUT_S) before the body ends."""
-    messages, chunks, size = [], [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        messages.append(message)
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        if size > limit or message["type"] != "http.request" or not message.get("more_body"):
-            break
-
-    async def replay() -> Message:
-        return messages.pop(0) if messages else await receive()
-
-    return b"".join(chunks), replay
-
-
 # Open without the API key: what probes, the playground page and the API documentation fetch.
 OPEN_PATHS = {"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/", "/app.js", "/style.css",
               "/openapi.json"} | DOCS_PATHS
@@ -184,25 +162,14 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
-async def cancelled(scope: Scope, send: Send) -> None:
-    """A request whose client went mid-body: counted as cancelled, and 499 (nginx's "client closed request",
-    which nobody reads) for the request metrics; never a 5xx."""
-    scope["app"].state.metrics.disconnected.labels("disconnect").inc()
-    await send_499(send)
-
-
-async def send_499(send: Send) -> None:
-    """The answer to a client that has gone: nobody reads it, the request metrics count it."""
-    await send({"type": "http.response.start", "status": 499, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
-
-
 UPLOAD_ROUTES = {"/encode"}  # image uploads: up to MAX_UPLOAD_BYTES, every other body MAX_BODY_BYTES
 
 
 class BodyLimitMiddleware:
-    """Answers 413 to any request body over its limit, declared or streamed, before the app reads it: `limit`,
-    or `upload_limit` for the image uploads of UPLOAD_ROUTES."""
+    """Refuses a request body over its limit (`limit`, or `upload_limit` for the image uploads of
+    UPLOAD_ROUTES): at once when its Content-Length says so, else as it streams in, counted chunk by chunk as
+    the app reads it (BodyTooLarge, answered 413 by service/errors.py), so no body is held twice. A client
+    that goes before its body ends is counted as cancelled (ClientDisconnected, 499), never a 4xx or 5xx."""
 
     def __init__(self, app: ASGIApp, limit: int, upload_limit: int):
         self.app, self.limit, self.upload_limit = app, limit, upload_limit
@@ -214,21 +181,22 @@ class BodyLimitMiddleware:
         limit = self.upload_limit if scope["path"] in UPLOAD_ROUTES else self.limit
         declared = request_headers(scope).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._refuse(scope, send, limit)
+            await too_large_response(scope["path"], BodyTooLarge(limit))(scope, receive, send)
             return
-        try:
-            body, replay = await buffer_body(receive, limit)
-        except ClientDisconnected:
-            await cancelled(scope, send)
-            return
-        if len(body) > limit:
-            await self._refuse(scope, send, limit)
-            return
-        await self.app(scope, replay, send)
+        read, ended = 0, False
 
-    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
-        message = f"request body over {limit} bytes"
-        body = json.dumps(error_body(scope["path"], message, [{"loc": ["body"], "msg": message, "type": "too_large"}])).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        async def counted() -> Message:
+            nonlocal read, ended
+            message = await receive()
+            if ended:  # after the body, the app only listens for the disconnect
+                return message
+            if message["type"] == "http.disconnect":
+                scope["app"].state.metrics.disconnected.labels("disconnect").inc()
+                raise ClientDisconnected
+            read += len(message.get("body", b""))
+            if read > limit:
+                raise BodyTooLarge(limit)
+            ended = not message.get("more_body", False)
+            return message
+
+        await self.app(scope, counted, send)

@@ -2,42 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import partial
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Receive
 
-from infogan.images import png_bytes, tile
+from infogan.images import png_bytes
 from infogan.latent import LatentLayout
 from service import caching, schemas
 from service.engine import Engine
-from service.errors import ClientDisconnected
+from service.fastpath import GenerateRoute
+from service.handling import grid_columns, grid_png, new_seed, requested_codes, requested_latents, unless_disconnected
 from service.imaging import ACCEPTED_TYPES, decode, to_model_input
 from service.latents import (
     CONTINUOUS_LIMIT,
     CodeError,
     Latents,
     check_value,
-    draw,
-    label_code,
-    parse_codes,
     parse_number,
     read_encoding,
     traversal,
 )
-from service.metrics import Metrics
 from service.middleware import accepts_json, request_headers
 from service.responses import JSONResponse
 
 router = APIRouter()
-T = TypeVar("T")
 MAX_ROWS = MAX_STEPS = 32
 MAX_UPLOAD_SIDE = 4096
 PNG = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
@@ -51,49 +44,6 @@ ERRORS = {code: {"model": schemas.ErrorResponse} for code in (413, 415, 422, 503
 RequestTimeout = Annotated[float, Header(
     ge=1, alias="X-Request-Timeout", description="seconds this client will wait (capped by the server's "
     "REQUEST_TIMEOUT_S): queued work that cannot be answered in time is refused at once with 503 and Retry-After")]
-
-
-async def unless_disconnected(receive: Receive, metrics: Metrics, work: Awaitable[T]) -> T:
-    """Awaits `work`, cancelling it (and so its place in the inference queue) if the client disconnects.
-
-    One watcher task per request: on the ASGI `http.disconnect` it cancels the awaiting task itself."""
-    waiting = asyncio.current_task()
-    gone = False
-
-    async def watch() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        waiting.cancel()
-
-    watcher = asyncio.create_task(watch())
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if not gone:  # cancelled from elsewhere (e.g. shutdown): not ours to translate
-            raise
-        metrics.disconnected.labels("disconnect").inc()
-        raise ClientDisconnected from None
-    finally:
-        watcher.cancel()
-
-
-def requested_codes(layout: LatentLayout, body: schemas.GenerateRequest) -> dict[str, int | float]:
-    """The code values a /generate request pins, by name, its label resolved; CodeError names a bad field."""
-    values = parse_codes(layout, body.codes)
-    if body.label is not None:
-        values.update(label_code(layout, body.label))
-    return values
-
-
-def requested_latents(engine: Engine, body: schemas.GenerateRequest,
-                      values: dict[str, int | float] | None = None) -> tuple[Latents, int]:
-    """The latents a /generate request asks for and its seed."""
-    layout = engine.model.layout
-    values = requested_codes(layout, body) if values is None else values
-    seed = new_seed() if body.seed is None else body.seed
-    return draw(layout, seed, range(body.n), values), seed
 
 
 def query_codes(layout: LatentLayout, request: Request, parameters: set[str], target: str | None = None) -> dict:
@@ -126,21 +76,8 @@ def wants_json(request: Request) -> bool:
     return accepts_json(request_headers(request.scope).get(b"accept"))
 
 
-def new_seed() -> int:
-    return secrets.randbelow(2**31)
-
-
 def b64_pngs(images: np.ndarray) -> list[str]:
     return [base64.b64encode(png_bytes(image)).decode() for image in images]
-
-
-def grid_columns(images: int) -> int:
-    """Columns of the PNG grid /generate answers with: up to 8 images a row."""
-    return min(images, 8)
-
-
-def grid_png(images: np.ndarray, columns: int) -> bytes:
-    return png_bytes(tile(images, columns)) if len(images) > 1 else png_bytes(images[0])
 
 
 async def images_response(request: Request, latents: Latents, columns: int, seed: int, timeout_s: float | None,
@@ -199,13 +136,17 @@ async def info(request: Request) -> dict:
     }
 
 
-@router.post("/generate", summary="Images for given code values",
-             responses={**ERRORS, 200: {**PNG[200], "model": schemas.GenerateResponse}})
 async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: RequestTimeout = None) -> Response:
     engine = engine_of(request)
     layout = engine.model.layout
     latents, seed = requested_latents(engine, body)
     return await images_response(request, latents, grid_columns(body.n), seed, timeout_s, generate_json(layout, latents, seed))
+
+
+# The plain PNG answer is taken by GenerateRoute's own ASGI app (service/fastpath.py), this function the rest.
+router.add_api_route("/generate", generate, methods=["POST"], route_class_override=GenerateRoute,
+                     summary="Images for given code values",
+                     responses={**ERRORS, 200: {**PNG[200], "model": schemas.GenerateResponse}})
 
 
 def generate_json(layout: LatentLayout, latents: Latents, seed: int) -> Callable[[list[str]], dict]:

@@ -23,8 +23,9 @@ from infogan import __version__
 from service import schemas
 from service.engine import Engine
 from service.errors import V2Error
+from service.handling import unless_disconnected
 from service.responses import JSONResponse
-from service.routes import RequestTimeout, engine_of, unless_disconnected
+from service.routes import RequestTimeout, engine_of
 
 router = APIRouter(prefix="/v2", include_in_schema=False)  # V2 has its own specification; /docs is the service's API
 VERSION = "1"
