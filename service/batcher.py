@@ -2,13 +2,13 @@
 
 A `Scheduler` owns that thread and the batchers that share it (one per ONNX session). Admission is by expected
 wait, not by count alone: each batcher keeps a running estimate of the inference time of each batch size it
-runs, and a request whose wait (the work queued and running ahead of it on the thread: its own batcher's, in
-the batches they will be run in, and every other batcher's) would pass its budget is refused at once
-(`Overloaded`, answered 503 with a Retry-After from the real queue) instead of being computed for a client
-that will have given up. A request whose caller has gone (deadline or disconnect) is dropped from the queue
-before it is computed. The batcher takes the first waiting request, lets the window of `wait_s` gather more, and runs up to `max_batch` images
-together, padded to a power-of-two size so the session only ever sees the shapes warmed up at start-up. The
-window closes early once as many requests wait as were in flight when the last run ended (its own and those
+runs, and a request whose wait (the work queued and running ahead of it on the thread: its own batcher's, in the
+batches they will be run in, and every other batcher's) would pass its budget is refused at once (`Overloaded`,
+answered 503 with a Retry-After from the real queue) instead of being computed for a client that will have given
+up. A request whose caller has gone (deadline or disconnect) is dropped from the queue before it is computed.
+The batcher takes the first waiting request, lets the window of `wait_s` gather more, and runs up to `max_batch`
+images together, padded to a power-of-two size so the session only ever sees the shapes warmed up at start-up.
+The window closes early once as many requests wait as were in flight when the last run ended (its own and those
 queued meanwhile), or a full batch: when every busy client has already sent its request, waiting longer only
 adds latency. Each batch's answers are finished (e.g. PNG-encoded) on the scheduler's finishing thread, while
 the inference thread runs the next batch.
