@@ -179,14 +179,16 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         docs_url=None,  # service/docs.py serves /docs and /redoc without a CDN
         redoc_url=None,
         telemetry=None if settings.telemetry else TELEMETRY_OFF,
+        # The routes themselves, not include_router: an included router is matched through a layer of
+        # per-request route contexts, and it would answer POST /generate with FastAPI's handler instead of
+        # GenerateRoute's own app.
+        routes=[*router.routes, *v2.router.routes],
     )
     app.state.settings, app.state.metrics, app.state.api_key = settings, metrics, api_key(settings)
 
     install_handlers(app)
 
     app.openapi = partial(served_schema, app)  # type: ignore[method-assign]
-    app.include_router(router)
-    app.include_router(v2.router)
     add_docs(app)
     # The playground's files by name, not a catch-all mount: other paths stay the API's (404, or 405 with Allow).
     for path in sorted(STATIC_DIR.glob("*")) if STATIC_DIR.is_dir() else []:

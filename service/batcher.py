@@ -10,8 +10,8 @@ The batcher takes the first waiting request, lets the window of `wait_s` gather 
 images together, padded to a power-of-two size so the session only ever sees the shapes warmed up at start-up.
 The window closes early once as many requests wait as were in flight when the last run ended (its own and those
 queued meanwhile), or a full batch: when every busy client has already sent its request, waiting longer only
-adds latency. Each batch's answers are finished (e.g. PNG-encoded) on the scheduler's finishing thread, while
-the inference thread runs the next batch.
+adds latency. Each batch's answers are finished (e.g. PNG-encoded) on the scheduler's finishing thread: the
+inference thread itself, or a second one that lets it run the next batch meanwhile.
 """
 
 from __future__ import annotations
@@ -70,10 +70,10 @@ def bucket_sizes(max_batch: int) -> list[int]:
 
 class Scheduler:
     """One inference thread and the batchers that share it; `finisher` is the thread each batch's answers are
-    finished on (the inference thread itself when None)."""
+    finished on (the inference thread itself, in the same hop, when None)."""
 
     def __init__(self, executor: Executor, finisher: Executor | None = None):
-        self.executor, self.finisher = executor, finisher or executor
+        self.executor, self.finisher = executor, finisher
         self.batchers: list[MicroBatcher] = []
 
     def idle(self) -> bool:
@@ -160,7 +160,7 @@ class MicroBatcher:
         """Queues one request (any number of images), once `admit` lets it in, and waits for finish(its outputs).
 
         `finish` (e.g. PNG encoding) runs on the scheduler's finishing thread, once per batch for all its
-        requests, so the event loop never blocks on it and the inference thread runs on. Cancelling the caller
+        requests, so the event loop never blocks on it. Cancelling the caller
         (a deadline, a disconnect) takes the request out of the queue: it is never computed.
         """
         size = len(next(iter(feeds.values())))
@@ -244,11 +244,10 @@ class MicroBatcher:
             self.running = total
             started = time.perf_counter()
             try:
-                outputs = await loop.run_in_executor(self.scheduler.executor, self.run, feeds)
+                outputs, results = await loop.run_in_executor(self.scheduler.executor, self._run_batch, feeds, batch)
             except Exception as error:  # one bad batch must not stop the loop; its requests get the error
                 log.exception("inference failed")
-                self._deliver(batch, [error] * len(batch))
-                outputs = None
+                outputs, results = [], [error] * len(batch)
             self.running = 0
             # Under steady load the requests answered now come back while those that queued meanwhile wait:
             # waiting for both makes one batch of them rather than two half batches (a run's fixed cost, twice).
@@ -256,9 +255,16 @@ class MicroBatcher:
             size = min(padded, self.max_batch)  # a larger lone request counts as full batches
             seconds = (time.perf_counter() - started) * size / padded
             self.batch_seconds[size] += RATE_SMOOTHING * (seconds - self.batch_seconds[size])
-            if outputs is not None:
+            if results is not None:
+                self._deliver(batch, results)
+            else:
                 finished = loop.run_in_executor(self.scheduler.finisher, self._finish, outputs, batch)
                 finished.add_done_callback(partial(self._finished, batch))
+
+    def _run_batch(self, feeds: dict[str, np.ndarray], batch: list[_Request]) -> tuple[list[np.ndarray], list | None]:
+        """On the inference thread: the run, and its requests' answers when no other thread finishes them."""
+        outputs = self.run(feeds)
+        return outputs, self._finish(outputs, batch) if self.scheduler.finisher is None else None
 
     def _finished(self, batch: list[_Request], done: asyncio.Future) -> None:
         if not done.cancelled():  # cancelled: the service is stopping
@@ -276,7 +282,7 @@ class MicroBatcher:
 
     @staticmethod
     def _finish(outputs: list[np.ndarray], batch: list[_Request]) -> list[Any]:
-        """On the finishing thread: each request's finish on its slice of the outputs (errors kept per request)."""
+        """Each request's finish on its slice of the outputs (errors kept per request)."""
         results: list[Any] = []
         start = 0
         for request in batch:

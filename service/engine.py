@@ -17,7 +17,7 @@ from infogan.images import to_uint8
 from service.batcher import MicroBatcher, Observers, Overloaded, Run, Scheduler
 from service.latents import Latents, draw
 from service.metrics import Metrics
-from service.model import Model
+from service.model import CUDA, Model
 from service.settings import Settings
 
 Session = Literal["generator", "encoder"]  # the two ONNX sessions a model has, by the names V2 serves them under
@@ -47,7 +47,11 @@ class Engine:
         # One worker: no oversubscription. At a lower scheduling priority than the event loop's thread, so that
         # under full load health checks and 503s still get a core the moment they arrive.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="inference", initializer=lower_priority)
-        self.finisher = ThreadPoolExecutor(1, thread_name_prefix="finishing", initializer=lower_priority)
+        # On a GPU the inference thread mostly waits for the device, and a second thread encodes the last batch's
+        # PNGs meanwhile; on the CPU both compete for the same cores and the extra hop per batch only costs
+        # (docs/PERFORMANCE.md), so the inference thread finishes its own batches.
+        self.finisher = ThreadPoolExecutor(1, thread_name_prefix="finishing", initializer=lower_priority) \
+            if model.provider == CUDA else None
         scheduler = Scheduler(self.executor, self.finisher)
         self.ready = False
         self.draining = False  # set on SIGTERM: /readyz answers 503 while in-flight requests finish
@@ -86,7 +90,7 @@ class Engine:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        for executor in (self.executor, self.finisher):
+        for executor in filter(None, (self.executor, self.finisher)):
             executor.shutdown(wait=False, cancel_futures=True)
 
     def deadline(self, timeout_s: float | None) -> float:
@@ -149,7 +153,8 @@ class Engine:
             raise DeadlineExceeded(f"no answer within the {deadline:g} s deadline", batcher.retry_after()) from None
 
     async def generate(self, latents: Latents, finish: Callable[[np.ndarray], Any], timeout_s: float | None = None) -> Any:
-        """finish(uint8 images (B, C, H, W)), computed on the finishing thread (e.g. PNG encoding)."""
+        """finish(uint8 images (B, C, H, W)), computed once the batch has run, off the event loop (e.g. PNG
+        encoding)."""
         return await self._submit("generator", latents.feeds(), lambda outputs: finish(outputs[1]), timeout_s)
 
     async def infer(self, model: Session, feeds: dict[str, np.ndarray], timeout_s: float | None = None) -> list[np.ndarray]:

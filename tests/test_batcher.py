@@ -217,7 +217,6 @@ def test_the_engine_names_its_batchers_and_refuses_any_other_name():
             engine.batcher("anything")  # no silent fallback to the generator
     finally:
         engine.executor.shutdown()
-        engine.finisher.shutdown()
 
 
 def test_batchers_on_one_thread_price_each_others_work():
