@@ -81,7 +81,8 @@ class Scheduler:
 
     def backlog_s(self, besides: MicroBatcher) -> float:
         """Seconds of work queued and running on the thread in the other batchers than `besides`."""
-        return sum(batcher.expected_wait(0, alone=True) for batcher in self.batchers if batcher is not besides)
+        return sum(batcher.expected_wait(0, alone=True) for batcher in self.batchers
+                   if batcher is not besides and (batcher.queued or batcher.running))
 
 
 class MicroBatcher:

@@ -92,14 +92,19 @@ class Metrics:
                                  "(deadline or disconnect)", ["model"], registry=self.registry)
         self.disconnected = Counter("requests_cancelled_total", "requests whose client disconnected before the "
                                     "answer", ["reason"], registry=self.registry)
+        self.request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.provider = Gauge("inference_provider", "1 for the execution provider the session runs on",
                               ["provider"], registry=self.registry, multiprocess_mode="livemax")
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Counts and times one answered request (route template, not raw path)."""
-        labels = (route, method, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        series = self.request_series.get((route, method, status))
+        if series is None:  # the labelled children, looked up once per label set rather than per request
+            labels = (route, method, str(status))
+            series = self.request_series[route, method, status] = (self.requests.labels(*labels),
+                                                                   self.latency.labels(*labels))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def render(self) -> bytes:
         if not self.multiprocess:

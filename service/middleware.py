@@ -102,12 +102,19 @@ class ShedMiddleware:
         await self.app(scope, receive, send)
 
 
+HEADERS_KEY = "infogan.headers"
+
+
 def request_headers(scope: Scope) -> dict[bytes, bytes]:
     """A request's headers by (lower-case) name, the first of repeated ones: what Starlette's `headers.get` and so
-    FastAPI's header parameters read, so every path reads the same value."""
-    found: dict[bytes, bytes] = {}
-    for name, value in scope["headers"]:
-        found.setdefault(name, value)
+    FastAPI's header parameters read, so every path reads the same value. Built once per request, kept in the
+    scope for the layers after the first."""
+    found = scope.get(HEADERS_KEY)
+    if found is None:
+        found = {}
+        for name, value in scope["headers"]:
+            found.setdefault(name, value)
+        scope[HEADERS_KEY] = found
     return found
 
 
@@ -154,7 +161,8 @@ class ApiKeyMiddleware:
         self.app, self.key = app, key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS and not authorized(request_headers(scope), self.key):
+        if (self.key is not None and scope["type"] == "http" and scope["path"] not in OPEN_PATHS
+                and not authorized(request_headers(scope), self.key)):
             message = "missing or wrong API key: send Authorization: Bearer <key>"
             await JSONResponse(error_body(scope["path"], message), status_code=401,
                                headers={"WWW-Authenticate": 'Bearer realm="infogan-serve"'})(scope, receive, send)

@@ -93,6 +93,20 @@ async def images_response(request: Request, latents: Latents, columns: int, seed
     return Response(png, media_type="image/png", headers=headers)
 
 
+async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: RequestTimeout = None) -> Response:
+    engine = engine_of(request)
+    layout = engine.model.layout
+    latents, seed = requested_latents(engine, body)
+    return await images_response(request, latents, grid_columns(body.n), seed, timeout_s, generate_json(layout, latents, seed))
+
+
+# The plain PNG answer is taken by GenerateRoute's own ASGI app (service/fastpath.py), this function the rest.
+# The first route, so the hot request is matched first.
+router.add_api_route("/generate", generate, methods=["POST"], route_class_override=GenerateRoute,
+                     summary="Images for given code values",
+                     responses={**ERRORS, 200: {**PNG[200], "model": schemas.GenerateResponse}})
+
+
 @router.get("/healthz", summary="Liveness: 200 while the process lives")
 async def healthz() -> dict:
     return {"status": "ok"}
@@ -134,19 +148,6 @@ async def info(request: Request) -> dict:
                    "max_body_bytes": settings.max_body_bytes, "max_upload_bytes": settings.max_upload_bytes,
                    "max_upload_side": MAX_UPLOAD_SIDE},
     }
-
-
-async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: RequestTimeout = None) -> Response:
-    engine = engine_of(request)
-    layout = engine.model.layout
-    latents, seed = requested_latents(engine, body)
-    return await images_response(request, latents, grid_columns(body.n), seed, timeout_s, generate_json(layout, latents, seed))
-
-
-# The plain PNG answer is taken by GenerateRoute's own ASGI app (service/fastpath.py), this function the rest.
-router.add_api_route("/generate", generate, methods=["POST"], route_class_override=GenerateRoute,
-                     summary="Images for given code values",
-                     responses={**ERRORS, 200: {**PNG[200], "model": schemas.GenerateResponse}})
 
 
 def generate_json(layout: LatentLayout, latents: Latents, seed: int) -> Callable[[list[str]], dict]:
