@@ -23,11 +23,11 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 from functools import partial
 from multiprocessing.context import BaseContext
 from multiprocessing.sharedctypes import Synchronized
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -132,12 +132,20 @@ def supervise(settings: Settings, options: dict[str, Any]) -> None:
     or stuck), is killed and replaced; one whose app failed to start would fail again: then all stop and the
     exit status says so. Workers get SIGTERM from the kernel if the supervisor itself dies."""
     context = multiprocessing.get_context("spawn")
-    stop = threading.Event()
+    stopping = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        # A plain flag, not a threading.Event: the handler runs on the main thread between two bytecodes, and
+        # Event.set from there deadlocks if the signal lands while that thread holds the Event's lock in wait().
+        nonlocal stopping
+        stopping = True
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, request_stop)
     workers = [Worker(context, settings, options) for _ in range(settings.worker_count())]
     failed = False
-    while not stop.wait(SUPERVISOR_TICK_S):
+    while not stopping:
+        time.sleep(SUPERVISOR_TICK_S)
         now = time.monotonic()
         for index, worker in enumerate(workers):
             process = worker.process
@@ -150,8 +158,7 @@ def supervise(settings: Settings, options: dict[str, Any]) -> None:
                 continue
             if process.exitcode == STARTUP_FAILURE:
                 log.error("worker %s failed to start; stopping", process.pid)
-                failed = True
-                stop.set()
+                failed = stopping = True
                 break
             log.warning("worker %s exited with status %s; starting another", process.pid, process.exitcode)
             forget_worker(process.pid)
