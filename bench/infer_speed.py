@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from export.export import export_graph, finish_graph
 from training.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_networks
-from training.model import PRESETS, Generator, sample_latents
+from training.config import PRESETS
+from training.model import Generator, sample_latents
 
 BATCHES = (1, 16, 64, 256)
 

@@ -23,8 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.model import PRESETS, Config, sample_latents
-from training.train import Networks, autocast_for, build_networks, gan_losses, generator_loss, pick_device, train_step
+from training.config import PRESETS, Config
+from training.losses import discriminator_loss, generator_loss
+from training.model import sample_latents
+from training.train import Networks, autocast_for, build_networks, pick_device, train_step
 
 PAPER = dataclasses.replace(PRESETS["mnist"], translate=0, jitter_shear=0.0, jitter_stroke=0.0, real_info_weight=0.0)
 LADDER = [  # (row, config): each row adds one thing to the row before
@@ -53,7 +55,7 @@ def plain_gan_step(networks: Networks, real: torch.Tensor, rng: torch.Generator,
 
     with autocast:
         fake = generator(*sample_latents(config.layout(), len(real), rng, real.device.type))
-        loss_d = gan_losses(d(real), d(fake.detach()))
+        loss_d = discriminator_loss(d(real), d(fake.detach()))
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()

@@ -1,7 +1,7 @@
 import pytest
 
 from infogan.latent import Code, LatentLayout
-from training.model import PRESETS
+from training.config import PRESETS
 
 
 def test_presets_follow_the_paper():

@@ -7,9 +7,11 @@ from torch import nn
 
 from infogan.effects import factors
 from tests.conftest import ROOT
+from training.augment import jitter_style, translate
+from training.config import PRESETS
 from training.data import load_idx_dataset
-from training.model import PRESETS, Discriminator, Generator, init_weights, sample_latents
-from training.train import gan_losses, generator_loss, information_loss, jitter_style, real_information, translate
+from training.losses import discriminator_loss, generator_loss, information_loss, real_information
+from training.model import Discriminator, Generator, init_weights, sample_latents
 
 CONFIG = PRESETS["tiny"]
 LAYOUT = CONFIG.layout()
@@ -90,7 +92,7 @@ def test_generator_loss_is_non_saturating():
     d_fake = torch.full((8,), -10.0, requires_grad=True)
     generator_loss(d_fake).backward()
     assert d_fake.grad.abs().mean() > 0.1
-    assert math.isclose(float(gan_losses(torch.full((4,), 20.0), torch.full((4,), -20.0))), 0.0, abs_tol=1e-6)
+    assert math.isclose(float(discriminator_loss(torch.full((4,), 20.0), torch.full((4,), -20.0))), 0.0, abs_tol=1e-6)
 
 
 def test_one_hot_encoding_of_codes():

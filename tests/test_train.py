@@ -9,9 +9,9 @@ from PIL import Image
 
 from tests.conftest import PYTHON, ROOT, run
 from training.checkpoint import load_checkpoint, load_networks
-from training.model import PRESETS
-from training.train import alarms
-from training.train import main as train_main
+from training.cli import main as train_main
+from training.config import PRESETS
+from training.evaluation import alarms
 
 
 def test_smoke_run_writes_checkpoint_metrics_samples_and_label_map(trained_run):

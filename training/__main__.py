@@ -1,5 +1,5 @@
 import sys
 
-from training.train import main
+from training.cli import main
 
 sys.exit(main())

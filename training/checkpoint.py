@@ -9,7 +9,8 @@ import torch
 
 from infogan.files import atomic_write
 from infogan.latent import LatentLayout
-from training.model import Config, Discriminator, Generator
+from training.config import Config
+from training.model import Discriminator, Generator
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.augment import scaled, translate
 from training.data import DataError, load_idx_dataset
-from training.train import scaled, translate
 
 INPUT, OUTPUT = "images", "logits"  # images (B, 1, 28, 28) in [-1, 1], as G draws them
 

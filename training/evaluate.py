@@ -17,8 +17,9 @@ from infogan.effects import EFFECTS_HEADING, effects_table, reference_scale
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_networks
 from training.data import DataError, load_dataset
 from training.disentangle import code_effects, code_identity, digit_classifier
+from training.evaluation import code_metrics
+from training.losses import information_loss
 from training.model import sample_latents
-from training.train import code_metrics, information_loss
 
 
 @torch.no_grad()

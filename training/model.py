@@ -1,4 +1,4 @@
-"""InfoGAN networks and presets (Chen et al., 2016, appendix C).
+"""InfoGAN networks (Chen et al., 2016, appendix C) and the torch sampler of their latent prior.
 
 G maps [z, one-hot categorical codes, continuous codes] to an image in [-1, 1].
 D and Q share a convolutional trunk; D's real/fake logit and Q's code posterior are separate heads,
@@ -7,102 +7,13 @@ so a code never shares a column with the real/fake logit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from infogan.latent import LatentLayout
-from training.data import VALIDATION_IMAGES
+from training.config import Config
 
 LEAK = 0.1  # the paper's leaky-ReLU slope
-
-
-@dataclass
-class Config:
-    """Everything that defines a run. Presets below fill it; CLI flags override single fields."""
-
-    preset: str
-    dataset: str  # "mnist", "fashion-mnist" (IDX files) or "folder" (any PNG/JPEG tree)
-    image_channels: int
-    image_size: int  # 28 (the paper's MNIST network) or 32 (its SVHN/CelebA network)
-    noise_dim: int
-    categorical: list[int]  # size of each categorical code
-    continuous: int  # number of continuous codes, uniform on [-1, 1]
-    noise: str = "normal"  # prior of z: "normal" or "uniform"
-    width: int = 64  # channels of the first conv layer; the others scale with it
-    fc_dim: int = 1024
-    q_dim: int = 128
-    batch_size: int = 128
-    epochs: int = 70
-    lr_d: float = 2e-4
-    lr_g: float = 1e-3
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lambda_cat: float = 1.0
-    lambda_cont: float = 1.0
-    learn_sigma: bool = False  # Gaussian NLL with a learned sigma for continuous codes (else sigma = 1)
-    # Not in the paper: shift every image D sees (real and fake alike) by up to this many pixels, DiffAugment
-    # style (Zhao et al., 2020), so D cannot memorise a small training set. 0 = off.
-    translate: int = 0
-    # Not in the paper: InfoGAN-CR's contrastive regulariser on the continuous codes (Lin et al., ICML 2020),
-    # the weight of its classification loss for D's pair classifier and for G. 0 = off.
-    cr_weight: float = 0.0
-    # Epochs of plain InfoGAN before that regulariser switches on: from the start it cost the categorical
-    # code 10-50 points of accuracy (docs/RESULTS.md), so it may wait until the digits have settled.
-    cr_start_epoch: int = 0
-    # Not in the paper: Q reads the categorical codes of fakes only after a random change of style, so G cannot
-    # tell two values apart by slant or stroke alone and must make them differ in what survives (the digit).
-    # A shear of up to +-jitter_shear (0.3 is about one SD of MNIST's slant) and a blend towards a 3x3
-    # dilation or erosion of up to +-jitter_stroke (0.45 is about one SD of its thickness). 0 = off.
-    jitter_shear: float = 0.0
-    jitter_stroke: float = 0.0
-    # Not in the paper: the networks a run exports and measures are an exponential moving average of the
-    # trained weights (Yazici et al., 2019; as StyleGAN and BigGAN do for G), so a model is not one noisy point
-    # of the GAN's oscillation. The decay per step; 0 = off (the last trained weights).
-    ema_decay: float = 0.0
-    # Not in the paper: Q's digit code is learned on G's images only and read on real ones, a change of domain.
-    # This weight adds, to D/Q's step, the mutual information between a real image and Q's reading of it
-    # (Krause et al., 2010; Hu et al., 2017): confident readings move Q's boundaries into the gaps between
-    # real digits (entropy minimisation on the target domain, as VADA, Shu et al., 2018), balanced ones keep
-    # every value in use. 0 = off.
-    real_info_weight: float = 0.0
-    # Not in the paper: G is asked to keep the digit past the prior. On a quarter of each batch the continuous
-    # codes are drawn from [-identity_range, identity_range] (the paper's figures sweep [-2, 2], twice the
-    # prior) and G's step adds, with this weight, Q's cross-entropy of the categorical codes on those images;
-    # Q itself does not learn from them, so its reading stays the one learned inside the prior. 0 = off.
-    identity_weight: float = 0.0
-    identity_range: float = 2.0
-    # The last `validation` images of the training file are held out: never trained on, they are what the
-    # per-epoch accuracy (val_accuracy) and every choice between runs read. 0 = train on every image.
-    validation: int = 0
-    seed: int = 0
-    checkpoint_every: int = 500  # steps
-    log_every: int = 25  # steps between progress-bar updates (each one is a host sync on CUDA)
-
-    def layout(self) -> LatentLayout:
-        return LatentLayout.build(self.noise_dim, self.categorical, self.continuous, self.noise)
-
-
-PRESETS: dict[str, Config] = {
-    # Paper, appendix C.1: MNIST. noise 62, Cat(10), 2 x Unif(-1, 1); D lr 2e-4, G lr 1e-3; batch 128 and
-    # lambda 1 for both kinds of code as in the authors' code. 12 epochs of the official 60,000 less the 5,000
-    # validation digits (TensorFlow's classic 55,000 / 5,000 split) = 5,148 updates, close to the authors'
-    # 5,000 (50 epochs x 100 updates). Not from the paper: 2-pixel shifts of D's inputs and the style jitter of
-    # Q's digit code (docs/PAPER_NOTES.md says why).
-    "mnist": Config("mnist", "mnist", 1, 28, noise_dim=62, categorical=[10], continuous=2, epochs=12, translate=2,
-                    jitter_shear=0.3, jitter_stroke=0.45, validation=VALIDATION_IMAGES),
-    # No paper figure; the same network, codes and shifts as MNIST (the shifts: 72.53% instead of 58.48%).
-    "fashion-mnist": Config("fashion-mnist", "fashion-mnist", 1, 28, noise_dim=62, categorical=[10], continuous=2,
-                            epochs=10, translate=2, validation=VALIDATION_IMAGES),
-    # Paper, appendix C.2: SVHN, 4 x Cat(10) + 4 continuous, noise 124, the 32x32 RGB network.
-    "svhn": Config("svhn", "folder", 3, 32, noise_dim=124, categorical=[10] * 4, continuous=4, lr_g=1e-3),
-    # Paper, appendix C.3: CelebA, 10 x Cat(10), noise 128, the same 32x32 network.
-    "celeba": Config("celeba", "folder", 3, 32, noise_dim=128, categorical=[10] * 10, continuous=0),
-    # Not from the paper: the MNIST network at a fraction of the width, for tests and smoke runs.
-    "tiny": Config("tiny", "mnist", 1, 28, noise_dim=8, categorical=[10], continuous=2, width=8, fc_dim=32, q_dim=16,
-                   batch_size=64, epochs=2),
-}
 
 
 def sample_latents(

@@ -22,7 +22,7 @@ from infogan.effects import reference_scale
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_networks, save_checkpoint
 from training.data import DataError, load_dataset
 from training.disentangle import code_effects
-from training.train import alarms, code_metrics
+from training.evaluation import alarms, code_metrics
 
 AVERAGES = ("generator_average", "discriminator_average")
 

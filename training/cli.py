@@ -1,0 +1,121 @@
+"""`python -m training`: the command line. The run's options are the Config fields declared with `option` in
+training/config.py; each becomes a flag here with its help and range, defaulting to the preset's value."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
+
+from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from training.config import PRESETS, Config, flags
+from training.data import IDX_DATASETS, DataError, download, load_dataset
+from training.train import pick_device, train
+
+
+def bounded(kind: type, minimum: float | None, above: bool) -> Callable[[str], int | float]:
+    """argparse type: an int or a finite float, at least `minimum` (strictly above it with `above`).
+    argparse prefixes its messages with the flag's name."""
+
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        finite = kind is int or math.isfinite(value)
+        if not finite or (minimum is not None and (value < minimum or (above and value == minimum))):
+            wanted = ["a finite number"] if kind is float else []
+            if minimum is not None:
+                wanted.append(f"{'>' if above else '>='} {minimum:g}")
+            raise argparse.ArgumentTypeError(f"must be {' '.join(wanted)}, got {text}")
+        return value
+
+    parse.__name__ = "integer" if kind is int else "number"  # argparse: "invalid integer value: 'ten'"
+    return parse
+
+
+def sizes(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def add_option(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+    """One Config field as a flag: --name-with-dashes, None unless given (the preset's value stands)."""
+    meta, kind = field.metadata, typing.get_type_hints(Config)[field.name]
+    name = "--" + field.name.replace("_", "-")
+    mnist = getattr(PRESETS["mnist"], field.name)
+    shown = ",".join(map(str, mnist)) if isinstance(mnist, list) else mnist
+    help_text = f"{meta['help']} (default: the preset's; mnist: {shown})"
+    if kind is bool:
+        parser.add_argument(name, action="store_true", default=None, help=help_text)
+    elif meta["choices"]:
+        parser.add_argument(name, choices=meta["choices"], help=help_text)
+    elif kind == list[int]:
+        parser.add_argument(name, type=sizes, help=help_text)
+    else:
+        parser.add_argument(name, type=bounded(kind, meta["minimum"], meta["above"]), help=help_text)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train InfoGAN. Writes RUN_DIR/checkpoint.pt (atomically, every --checkpoint-every steps and "
+        "after every epoch), RUN_DIR/metrics.jsonl (one line per epoch), RUN_DIR/samples/*.png and RUN_DIR/train.log.",
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="mnist",
+                        help="network, latent layout and optimiser settings from the paper (default: mnist); "
+                        "'tiny' is a small network for tests")
+    parser.add_argument("--data-dir", type=Path, required=True,
+                        help="directory with the IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]) "
+                        "or, with --dataset folder, a tree of PNG/JPEG images (sub-folder names become labels)")
+    parser.add_argument("--out", type=Path, required=True, help="run directory for checkpoints, metrics and samples")
+    parser.add_argument("--download", action="store_true", help="fetch the official IDX files into --data-dir first "
+                        "(MD5-verified; files already present and valid are kept)")
+    parser.add_argument("--mirror", action="append", help="base URL to download from instead of the official mirrors "
+                        "(repeat to try several in order)")
+    parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
+                        help="auto picks CUDA when available (bf16 autocast there), else the CPU")
+    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint "
+                        "(same optimiser and RNG state; --epochs may extend the run)")
+    options = parser.add_argument_group("run options (each a field of training/config.py's Config)")
+    for field in flags():
+        add_option(options, field)
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The preset with the flags given; ValueError naming the flag when options contradict each other."""
+    given = {field.name: getattr(args, field.name) for field in flags() if getattr(args, field.name) is not None}
+    config = dataclasses.replace(PRESETS[args.preset], **given)
+    config.check()
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.resume:
+            state = load_checkpoint(args.out / CHECKPOINT_NAME)
+            config = dataclasses.replace(state["config"], epochs=args.epochs or state["config"].epochs)
+        else:
+            config = config_from_args(args)
+        if args.download:
+            if config.dataset not in IDX_DATASETS:
+                raise DataError(f"--download: only {', '.join(IDX_DATASETS)} can be downloaded, not {config.dataset}")
+            download(config.dataset, args.data_dir, args.mirror)
+        dataset = load_dataset(config.dataset, args.data_dir, config.image_channels, config.image_size)
+        device = pick_device(args.device)
+        print(f"training {config.preset} on {dataset.name} ({len(dataset.images) - config.validation} images, "
+              f"{config.validation} held out for validation) on {device} -> {args.out}", file=sys.stderr)
+        command = "python -m training " + " ".join(argv if argv is not None else sys.argv[1:])
+        metrics = train(config, dataset, args.out, device, resume=args.resume, command=command)
+    except (DataError, CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: python -m training --out {args.out} --data-dir {args.data_dir} --resume",
+              file=sys.stderr)
+        return 130
+    print(json.dumps({k: v for k, v in metrics.items() if k != "alarms"}))
+    return 0
