@@ -1,4 +1,7 @@
-"""Draws from a layout's prior, in numpy, for every part that samples codes outside the training loop.
+"""A layout's prior: the one definition of what every part of a latent is drawn from (`draw_parts`), its numpy
+draws (`sample`, `sweeps`; the service's per-image draws, service/latents.py), and the map between the codes a
+model was trained with and the codes it presents. Training draws from the same definition with torch's
+random numbers (training/model.py's `sample_latents`).
 
 With an alignment (infogan/latent.py), the continuous codes a model presents are linear maps of the codes
 it was trained with; draws take the trained codes from their own prior and map them, so generated images
@@ -7,7 +10,8 @@ stay on the distribution the generator was trained on.
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -29,10 +33,17 @@ def alignment_index(layout: LatentLayout, categorical: np.ndarray) -> np.ndarray
     return categorical[:, layout.categorical.index(layout.code(by))].astype(np.int64)
 
 
-@functools.cache
+_MATRICES: dict[int, tuple[Alignment, np.ndarray]] = {}
+
+
 def matrices(alignment: Alignment) -> np.ndarray:
-    """The alignment's matrices as one (values, k, k) array, built once (the service maps every request's draws)."""
-    return np.asarray(alignment.matrices, dtype=np.float64)
+    """The alignment's matrices as one (values, k, k) array, built once (the service maps every request's draws).
+    Cached by identity, the alignment kept beside its array so its id is never reused: hashing the dataclass's
+    nested tuples on every request cost more than the mapping itself."""
+    cached = _MATRICES.get(id(alignment))
+    if cached is None or cached[0] is not alignment:
+        cached = _MATRICES[id(alignment)] = (alignment, np.asarray(alignment.matrices, dtype=np.float64))
+    return cached[1]
 
 
 def present(layout: LatentLayout, categorical: np.ndarray, trained: np.ndarray) -> np.ndarray:
@@ -51,19 +62,54 @@ def to_trained(layout: LatentLayout, categorical: np.ndarray, presented: np.ndar
     return np.einsum("bij,bj->bi", chosen, presented.astype(np.float64)).astype(presented.dtype)
 
 
+Array = TypeVar("Array")
+
+
+class Draws(Protocol, Generic[Array]):
+    """The random numbers a prior needs, from one source (numpy's Generator here, torch's in training)."""
+
+    def normal(self, shape: tuple[int, int]) -> Array: ...
+
+    def uniform(self, low: float, high: float, shape: tuple[int, ...]) -> Array: ...
+
+    def integers(self, high: int, count: int) -> Array: ...
+
+
+def draw_parts(layout: LatentLayout, count: int, draws: Draws[Array]) -> tuple[Array, list[Array], list[Array]]:
+    """`count` draws from the prior, in this order: the noise (count, noise_dim), each categorical code's values
+    (count,) uniform over its values, each continuous code's trained values (count,) uniform over its trained
+    bounds. The order is part of the definition: the same source gives the same latents."""
+    shape = (count, layout.noise_dim)
+    noise = draws.normal(shape) if layout.noise == "normal" else draws.uniform(-1.0, 1.0, shape)
+    categorical = [draws.integers(code.size, count) for code in layout.categorical]
+    continuous = [draws.uniform(low, high, (count,)) for low, high in trained_bounds(layout)]
+    return noise, categorical, continuous
+
+
+class NumpyDraws:
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def normal(self, shape: tuple[int, int]) -> np.ndarray:
+        return self.rng.standard_normal(shape)
+
+    def uniform(self, low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
+        return self.rng.uniform(low, high, shape)
+
+    def integers(self, high: int, count: int) -> np.ndarray:
+        return self.rng.integers(high, size=count)
+
+
+def columns(parts: Sequence[np.ndarray], count: int) -> np.ndarray:
+    return np.stack(parts, axis=1) if parts else np.zeros((count, 0))
+
+
 def sample(layout: LatentLayout, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`count` draws of (noise float32, categorical int64, presented continuous float32) from the prior."""
-    if layout.noise == "normal":
-        noise = rng.standard_normal((count, layout.noise_dim))
-    else:
-        noise = rng.uniform(-1, 1, (count, layout.noise_dim))
-    categorical = np.stack([rng.integers(code.size, size=count) for code in layout.categorical], axis=1) \
-        if layout.categorical else np.zeros((count, 0), np.int64)
-    bounds = trained_bounds(layout)
-    trained = np.stack([rng.uniform(low, high, count) for low, high in bounds], axis=1) \
-        if bounds else np.zeros((count, 0))
-    return (noise.astype(np.float32), categorical.astype(np.int64),
-            present(layout, categorical, trained).astype(np.float32))
+    noise, categorical, trained = draw_parts(layout, count, NumpyDraws(rng))
+    categorical = columns(categorical, count).astype(np.int64)
+    return (noise.astype(np.float32), categorical,
+            present(layout, categorical, columns(trained, count)).astype(np.float32))
 
 
 def sweeps(layout: LatentLayout, index: int, values: np.ndarray, draws: int,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from infogan.latent import Code, LatentLayout
-from infogan.prior import present, trained_bounds
+from infogan.prior import NumpyDraws, draw_parts, present
 
 CONTINUOUS_LIMIT = 5.0  # the prior is [-1, 1]; the paper extrapolates to +-2; we allow up to +-5
 
@@ -124,19 +124,14 @@ def draw(layout: LatentLayout, seed: int, indexes: range | list[int], pins: dict
     after the categorical pins, since an alignment may depend on the categorical value.
     """
     pins = pins or {}
-    sizes = [code.size for code in layout.categorical]
-    bounds = trained_bounds(layout)
-    normal_noise = layout.noise == "normal"
     noise = np.empty((len(indexes), layout.noise_dim), np.float32)
-    categorical = np.empty((len(indexes), len(sizes)), np.int64)
-    continuous = np.empty((len(indexes), len(bounds)), np.float32)
+    categorical = np.empty((len(indexes), len(layout.categorical)), np.int64)
+    continuous = np.empty((len(indexes), len(layout.continuous)), np.float32)
     for row, i in enumerate(indexes):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, i])))
-        noise[row] = rng.standard_normal(layout.noise_dim) if normal_noise else rng.uniform(-1, 1, layout.noise_dim)
-        for column, size in enumerate(sizes):
-            categorical[row, column] = rng.integers(size)
-        for column, (low, high) in enumerate(bounds):
-            continuous[row, column] = rng.uniform(low, high)
+        noise[row], row_categorical, row_continuous = draw_parts(layout, 1, NumpyDraws(rng))
+        categorical[row] = [part[0] for part in row_categorical]
+        continuous[row] = [part[0] for part in row_continuous]
     latents = pin(layout, Latents(noise, categorical, continuous),
                   {name: value for name, value in pins.items() if layout.code(name).kind == "categorical"})
     latents.continuous = present(layout, latents.categorical, latents.continuous)

@@ -11,26 +11,38 @@ import torch
 from torch import nn
 
 from infogan.latent import LatentLayout
+from infogan.prior import draw_parts
 from training.config import Config
 
 LEAK = 0.1  # the paper's leaky-ReLU slope
 
 
+class TorchDraws:
+    """The prior's random numbers from a torch Generator, on the run's device (infogan/prior.py's Draws)."""
+
+    def __init__(self, generator: torch.Generator, device: str):
+        self.generator, self.device = generator, device
+
+    def normal(self, shape: tuple[int, int]) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator, device=self.device)
+
+    def uniform(self, low: float, high: float, shape: tuple[int, ...]) -> torch.Tensor:
+        # scalar ops in place: no host-to-device copy per step
+        return torch.rand(shape, generator=self.generator, device=self.device).mul_(high - low).add_(low)
+
+    def integers(self, high: int, count: int) -> torch.Tensor:
+        return torch.randint(high, (count,), generator=self.generator, device=self.device)
+
+
 def sample_latents(
     layout: LatentLayout, batch: int, generator: torch.Generator, device: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """z, categorical values (B, n_cat) and continuous values (B, n_cont), each from its prior."""
-    if layout.noise == "normal":
-        noise = torch.randn(batch, layout.noise_dim, generator=generator, device=device)
-    else:
-        noise = torch.rand(batch, layout.noise_dim, generator=generator, device=device) * 2 - 1
-    categorical = torch.zeros(batch, len(layout.categorical), dtype=torch.long, device=device)
-    for i, code in enumerate(layout.categorical):
-        categorical[:, i] = torch.randint(code.size, (batch,), generator=generator, device=device)
-    continuous = torch.rand(batch, len(layout.continuous), generator=generator, device=device)
-    for j, code in enumerate(layout.continuous):  # scalar ops in place: no host-to-device copy per step
-        continuous[:, j].mul_(code.high - code.low).add_(code.low)
-    return noise, categorical, continuous
+    """z, categorical values (B, n_cat) and trained continuous values (B, n_cont), from the layout's prior
+    (infogan/prior.py's draw_parts) with torch's random numbers."""
+    noise, categorical, continuous = draw_parts(layout, batch, TorchDraws(generator, device))
+    long_columns = torch.stack(categorical, 1) if categorical else torch.zeros(batch, 0, dtype=torch.long, device=device)
+    float_columns = torch.stack(continuous, 1) if continuous else torch.zeros(batch, 0, device=device)
+    return noise, long_columns, float_columns
 
 
 class Generator(nn.Module):
