@@ -4,6 +4,7 @@ a list of {loc, msg, type} naming the field) and the Open Inference Protocol's `
 
 from __future__ import annotations
 
+import json
 import math
 
 from fastapi import FastAPI, Request
@@ -63,6 +64,18 @@ def unavailable_response(error: Exception, path: str) -> JSONResponse:
     """503 with a Retry-After (whole seconds, >= 1) for an error that carries `retry_after_s`."""
     return JSONResponse(error_body(path, str(error)), status_code=503,
                         headers={"Retry-After": str(max(1, math.ceil(error.retry_after_s)))})
+
+
+def unauthorized_response(path: str) -> JSONResponse:
+    """401 naming what to send, with the challenge RFC 9110 asks for."""
+    return JSONResponse(error_body(path, "missing or wrong API key: send Authorization: Bearer <key>"), status_code=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="infogan-serve"'})
+
+
+def connection_error_body(message: str) -> bytes:
+    """The body of a refusal made before the request reached the app (service/protocol.py): the request line
+    may be unread, so the service's own shape."""
+    return json.dumps(error_body("", message)).encode()
 
 
 def too_large_response(path: str, error: BodyTooLarge) -> JSONResponse:

@@ -12,9 +12,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.batcher import Overloaded
 from service.docs import DOCS_PATHS
 from service.engine import Session
-from service.errors import BodyTooLarge, ClientDisconnected, error_body, too_large_response, unavailable_response
+from service.errors import (
+    BodyTooLarge,
+    ClientDisconnected,
+    too_large_response,
+    unauthorized_response,
+    unavailable_response,
+)
 from service.metrics import Metrics
-from service.responses import JSONResponse
 
 
 class InferenceRoute(NamedTuple):
@@ -163,9 +168,7 @@ class ApiKeyMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (self.key is not None and scope["type"] == "http" and scope["path"] not in OPEN_PATHS
                 and not authorized(request_headers(scope), self.key)):
-            message = "missing or wrong API key: send Authorization: Bearer <key>"
-            await JSONResponse(error_body(scope["path"], message), status_code=401,
-                               headers={"WWW-Authenticate": 'Bearer realm="infogan-serve"'})(scope, receive, send)
+            await unauthorized_response(scope["path"])(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -22,12 +22,13 @@ every connection it makes once the app has started.
 from __future__ import annotations
 
 import asyncio
-import json
 from asyncio import TimerHandle
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from service.errors import connection_error_body
 
 LIMITS_KEY = "connection_limits"
 REASONS = {400: b"Bad Request", 431: b"Request Header Fields Too Large"}
@@ -125,7 +126,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.refuse(self.refusal or RequestRefused(400, msg))
 
     def refuse(self, refusal: RequestRefused) -> None:
-        body = json.dumps({"detail": str(refusal)}).encode()
+        body = connection_error_body(str(refusal))
         self.transport.write(b"".join([
             b"HTTP/1.1 %d %s\r\n" % (refusal.status, REASONS.get(refusal.status, b"Bad Request")),
             b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body), body]))
