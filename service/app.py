@@ -197,6 +197,6 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes)
     app.add_middleware(ShedMiddleware)
     app.add_middleware(HeadMiddleware)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(ApiKeyMiddleware, key=app.state.api_key)  # outermost: nothing else runs for a stranger
+    app.add_middleware(ApiKeyMiddleware, key=app.state.api_key)  # nothing below it runs for a stranger
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: every answer is counted, a 401 too
     return app

@@ -486,8 +486,8 @@ def test_a_client_that_disconnects_takes_its_queued_work_with_it(model_dir):
 
 
 def test_the_fast_png_path_and_the_route_agree_byte_for_byte(client):
-    """A plain PNG /generate is answered below FastAPI's routing (service/fastpath.py); the JSON answer goes
-    through the route. For one image both carry the same PNG."""
+    """A plain PNG /generate is answered by its route's own ASGI app (service/fastpath.py), the JSON answer by
+    FastAPI's handler for the route. For one image both carry the same PNG, and both are counted."""
     body = {"codes": {"c1": 4, "c2": 0.5}, "seed": 21}
     fast = client.post("/generate", json=body)
     routed = client.post("/generate", json=body, headers=JSON)
