@@ -96,7 +96,7 @@ def cpu_seconds(pid: int) -> float:
 
 def batch_stats(url: str) -> tuple[float, float]:
     text = urllib.request.urlopen(url + "/metrics").read().decode()
-    values = dict(re.findall(r'^inference_batch_size_(count|sum)\{model="generator"\} (\S+)$', text, re.M))
+    values = dict(re.findall(r'^inference_batch_size_(count|sum)\{model="[^"]*",session="generator"\} (\S+)$', text, re.M))
     return float(values.get("count", 0)), float(values.get("sum", 0))
 
 
@@ -196,13 +196,15 @@ class ReplaySession:
 def serve_replaying(model_dir: Path, port: int) -> None:
     """The service as `python -m service` runs it, with the generator session replaced by a ReplaySession."""
     sys.path.insert(0, str(ROOT))  # imported here, in the server process only: the client stays light
-    from service.app import open_model, serve
+    from service.app import serve
+    from service.repository import open_models
     from service.settings import Settings
 
     settings = Settings(model_dir=model_dir, port=port, workers=1)  # the replaying session lives in this process
-    model = open_model(settings)
-    model.generator = ReplaySession(model.generator)
-    serve(settings, model)
+    models = open_models(settings)
+    for model in models.values():
+        model.generator = ReplaySession(model.generator)
+    serve(settings, models)
 
 
 class OnnxruntimeAlone:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from service.app import open_model, serve
+from service.app import serve
+from service.repository import open_models
 from service.settings import ConfigurationError, Settings
 
 EXIT_CONFIGURATION = 2  # a bad setting, model directory, metrics folder or port: one line on stderr names it
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"host": args.host, "port": args.port, "model_dir": args.model, "workers": args.workers}
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-        serve(settings, open_model(settings))  # the model fails here, with the file's name, not in every worker
+        serve(settings, open_models(settings))  # a model fails here, with the file's name, not in every worker
     except ValidationError as error:
         print(f"error: {settings_error(error)}", file=sys.stderr)
         return EXIT_CONFIGURATION

@@ -23,10 +23,8 @@ from fastapi.telemetry import TelemetryConfig
 
 from infogan import __version__
 from service import v2
-from service.caching import model_key
 from service.contract import with_bearer_auth, with_model
 from service.docs import add_docs
-from service.engine import Engine
 from service.errors import install_handlers
 from service.metrics import MULTIPROCESS_ENV, Metrics, prepare_metrics_dir, serve_metrics, workers_registry
 from service.middleware import (
@@ -37,8 +35,9 @@ from service.middleware import (
     MetricsMiddleware,
     ShedMiddleware,
 )
-from service.model import CUDA, Model, ModelError, load_model
+from service.model import Model
 from service.protocol import LIMITS_KEY, ConnectionLimits, LimitedHttpToolsProtocol
+from service.repository import Repository, open_models
 from service.responses import JSONResponse
 from service.routes import router
 from service.settings import Settings
@@ -48,20 +47,11 @@ STATIC_DIR = Path(__file__).parent / "static"
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
-def open_model(settings: Settings) -> Model:
-    """Loads the model directory and enforces REQUIRE_GPU against the live session's provider."""
-    model = load_model(settings.model_dir, settings.threads_per_worker())
-    if settings.require_gpu and model.provider != CUDA:
-        raise ModelError(f"{settings.model_dir}: REQUIRE_GPU is set but the session runs on {model.provider} "
-                         "(is onnxruntime-gpu installed and a GPU visible?)")
-    return model
-
-
-def serve(settings: Settings, model: Model) -> None:
-    """Runs the app on uvicorn until interrupted (what `python -m service` does once the model is open).
+def serve(settings: Settings, models: dict[str, Model]) -> None:
+    """Runs the app on uvicorn until interrupted (what `python -m service` does once the models are open).
 
     With several workers, each is a process on the same port (service/workers.py) that builds its own app (its
-    own session and batcher) from these settings, and the Prometheus series go through files in one folder so
+    own sessions and batchers) from these settings, and the Prometheus series go through files in one folder so
     that any worker's /metrics counts every request. Raises ConfigurationError before serving anything if the
     port or the metrics folder cannot be used.
     """
@@ -71,10 +61,11 @@ def serve(settings: Settings, model: Model) -> None:
                "http": LimitedHttpToolsProtocol, "limit_concurrency": settings.max_connections}
     check_port(settings.host, settings.port)
     metrics_dir = prepare_metrics_dir(settings.metrics_dir) if workers > 1 else None
-    print(f"serving {settings.model_dir} on http://{settings.host}:{settings.port} ({model.provider}, {workers} "
+    provider = next(iter(models.values())).provider
+    print(f"serving {', '.join(models)} on http://{settings.host}:{settings.port} ({provider}, {workers} "
           f"worker(s) x {settings.threads_per_worker()} onnxruntime thread(s))", file=sys.stderr)
     if metrics_dir is None:
-        app = create_app(settings, model)
+        app = create_app(settings, models)
         if settings.metrics_port:
             serve_metrics(settings.host, settings.metrics_port, app.state.metrics.registry)
         uvicorn.run(app, **options)
@@ -87,15 +78,17 @@ def serve(settings: Settings, model: Model) -> None:
         if BALANCED_BY_KERNEL:
             supervise(resolved, options)
         else:  # uvicorn's supervisor: its workers read their settings from the environment
-            os.environ.update({"HOST": settings.host, "PORT": str(settings.port), "MODEL_DIR": str(settings.model_dir),
-                               "INTRA_OP_THREADS": str(resolved.intra_op_threads), "WORKERS": str(workers)})
+            os.environ.update({"HOST": settings.host, "PORT": str(settings.port), "INTRA_OP_THREADS":
+                               str(resolved.intra_op_threads), "WORKERS": str(workers),
+                               "MODEL_REPOSITORY": str(settings.model_repository), "DEFAULT_MODEL": settings.default_model,
+                               **({"MODEL_DIR": str(settings.model_dir)} if settings.model_dir else {})})
             uvicorn.run("service.app:create_app", factory=True, workers=workers, **options)
     finally:
         if settings.metrics_dir is None:  # the temporary folder made for this run
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def drain_on_sigterm(engine: Engine) -> None:
+def drain_on_sigterm(repository: Repository) -> None:
     """On SIGTERM, /readyz turns 503 before uvicorn's own handler starts the graceful shutdown (in-flight
     requests finish within SHUTDOWN_GRACE_S). Chained, so uvicorn keeps doing the shutdown itself."""
     if threading.current_thread() is not threading.main_thread():  # signals can only be set from the main thread
@@ -103,7 +96,7 @@ def drain_on_sigterm(engine: Engine) -> None:
     previous = signal.getsignal(signal.SIGTERM)
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        engine.draining = True
+        repository.draining = True
         if callable(previous):
             previous(signum, frame)
 
@@ -136,36 +129,35 @@ def served_schema(app: FastAPI) -> dict:
     bearer scheme; kept once the model is loaded."""
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)  # caches the generic schema in app.openapi_schema
-        engine = getattr(app.state, "engine", None)
-        if engine is None:  # not started (no model yet): the generic schema, not kept
+        repository = getattr(app.state, "repository", None)
+        if repository is None:  # not started (no model yet): the generic schema, not kept
             app.openapi_schema = None
             return schema
-        app.openapi_schema = with_model(schema, engine.model.layout)
+        app.openapi_schema = with_model(schema, repository.engine().model.layout)
         if app.state.api_key:
             app.openapi_schema = with_bearer_auth(app.openapi_schema, OPEN_PATHS)
     return app.openapi_schema
 
 
-def create_app(settings: Settings | None = None, model: Model | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, models: dict[str, Model] | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = Engine(model or open_model(settings), settings, metrics)
-        app.state.engine = engine
-        app.state.model_key = model_key(engine.model.info()["sha256"])
+        repository = Repository(settings, metrics)
+        app.state.repository = repository
         # Warmed up before the first connection is accepted: a worker that shares the port takes traffic only
-        # once every batch size has run.
-        await engine.start()
-        drain_on_sigterm(engine)
+        # once every batch size of every model has run.
+        await repository.start(models or open_models(settings))
+        drain_on_sigterm(repository)
         # The app, the model and the libraries live as long as the process: moved out of the collector's
         # reach, a full collection no longer rescans them (it paused every request for ~25 ms).
         gc.freeze()
         # uvicorn hands the lifespan's state to every connection it makes (service/protocol.py).
         yield {LIMITS_KEY: ConnectionLimits(settings.read_timeout_s, settings.max_header_bytes, settings.max_header_count,
                                             settings.max_requests_per_connection)}
-        await engine.stop()
+        await repository.stop()
         metrics.close()
 
     app = FastAPI(

@@ -1,4 +1,6 @@
-"""The inference engine: the loaded model behind two micro-batchers (generator, encoder) on one thread."""
+"""The inference engines: a worker's one inference thread (`Inference`: the thread, the scheduler over every
+batcher, the upload decode slots) and, per served model, an `Engine` (its two micro-batchers, generator and
+encoder, on that thread)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy as np
 
 from infogan.images import to_uint8
 from service.batcher import MicroBatcher, Observers, Overloaded, Run, Scheduler
+from service.caching import model_key
 from service.latents import Latents, draw
 from service.metrics import Metrics
 from service.model import CUDA, Model
@@ -41,27 +44,43 @@ def lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), INFERENCE_NICENESS)
 
 
-class Engine:
-    def __init__(self, model: Model, settings: Settings, metrics: Metrics):
-        self.model, self.settings = model, settings
-        # One worker: no oversubscription. At a lower scheduling priority than the event loop's thread, so that
+class Inference:
+    """The worker's inference thread, shared by every model it serves: one scheduler prices all their work."""
+
+    def __init__(self, settings: Settings, provider: str):
+        # One thread: no oversubscription. At a lower scheduling priority than the event loop's thread, so that
         # under full load health checks and 503s still get a core the moment they arrive.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="inference", initializer=lower_priority)
         # On a GPU the inference thread mostly waits for the device, and a second thread encodes the last batch's
         # PNGs meanwhile; on the CPU both compete for the same cores and the extra hop per batch only costs
         # (docs/PERFORMANCE.md), so the inference thread finishes its own batches.
         self.finisher = ThreadPoolExecutor(1, thread_name_prefix="finishing", initializer=lower_priority) \
-            if model.provider == CUDA else None
-        scheduler = Scheduler(self.executor, self.finisher)
+            if provider == CUDA else None
+        self.scheduler = Scheduler(self.executor, self.finisher)
+        self.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
+        self.decodes_waiting = 0
+
+    def stop(self) -> None:
+        for executor in filter(None, (self.executor, self.finisher)):
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Engine:
+    """One served model: its sessions behind a batcher each, on the worker's inference thread."""
+
+    def __init__(self, name: str, model: Model, settings: Settings, metrics: Metrics, inference: Inference):
+        self.name, self.model, self.settings, self.inference = name, model, settings, inference
+        self.key = model_key(model.info()["sha256"])  # what its ETags are made from: a new version changes them
         self.ready = False
-        self.draining = False  # set on SIGTERM: /readyz answers 503 while in-flight requests finish
         self.shed = metrics.shed
+        self.in_flight = 0  # requests submitted and not yet answered: a retired version waits for them
         wait_s = settings.batch_wait_ms / 1000
 
-        def batcher(name: Session, run: Run) -> MicroBatcher:
-            observers = Observers(metrics.batch_size.labels(name).observe, metrics.queue_depth.labels(name).set,
-                                  metrics.queue_wait.labels(name).observe, metrics.abandoned.labels(name).inc)
-            return MicroBatcher(run, scheduler, settings.max_batch, wait_s, settings.queue_size, observers)
+        def batcher(session: Session, run: Run) -> MicroBatcher:
+            labels = (name, session)
+            observers = Observers(metrics.batch_size.labels(*labels).observe, metrics.queue_depth.labels(*labels).set,
+                                  metrics.queue_wait.labels(*labels).observe, metrics.abandoned.labels(*labels).inc)
+            return MicroBatcher(run, inference.scheduler, settings.max_batch, wait_s, settings.queue_size, observers)
 
         # The generator's images become uint8 once per batch, not once per request (several numpy calls each);
         # the float images stay beside them for the Open Inference Protocol, which returns the tensor itself.
@@ -71,8 +90,6 @@ class Engine:
         self.encoder = batcher("encoder", lambda feeds: encoder.run(None, feeds)) if encoder else None
         metrics.provider.labels(model.provider).set(1)
         self.tasks: list[asyncio.Task] = []
-        self.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
-        self.decodes_waiting = 0
 
     def warm_up(self) -> None:
         """Runs every batch size the batchers use once (blocking; call from a thread)."""
@@ -83,34 +100,41 @@ class Engine:
         self.ready = True
 
     async def start(self) -> None:
-        self.tasks = [asyncio.create_task(b.serve()) for b in (self.generator, self.encoder) if b]
-        await asyncio.get_running_loop().run_in_executor(self.executor, self.warm_up)
+        self.tasks = [asyncio.create_task(b.serve()) for b in self.batchers()]
+        await asyncio.get_running_loop().run_in_executor(self.inference.executor, self.warm_up)
+
+    def batchers(self) -> list[MicroBatcher]:
+        return [b for b in (self.generator, self.encoder) if b]
+
+    def idle(self) -> bool:
+        return not self.in_flight and not any(b.queued or b.running for b in self.batchers())
 
     async def stop(self) -> None:
+        """Stops its batchers and takes them off the scheduler (the inference thread stays, for the others)."""
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        for executor in filter(None, (self.executor, self.finisher)):
-            executor.shutdown(wait=False, cancel_futures=True)
+        for batcher in self.batchers():
+            self.inference.scheduler.batchers.remove(batcher)
 
     def deadline(self, timeout_s: float | None) -> float:
         """The server's REQUEST_TIMEOUT_S, or the client's shorter one."""
         return min(timeout_s or math.inf, self.settings.request_timeout_s)
 
-    def batcher(self, model: Session) -> MicroBatcher | None:
+    def batcher(self, session: Session) -> MicroBatcher | None:
         """The batcher of the named session (None for an encoder the model does not have); KeyError for a name
         that is neither."""
-        return {"generator": self.generator, "encoder": self.encoder}[model]
+        return {"generator": self.generator, "encoder": self.encoder}[session]
 
     def budget(self, timeout_s: float | None) -> float:
         """The longest expected wait a request is admitted with: MAX_QUEUE_WAIT_S, or its deadline if shorter."""
         return min(self.deadline(timeout_s), self.settings.max_queue_wait_s)
 
-    def shed_at_door(self, timeout_s: float | None = None, model: Session = "generator") -> None:
+    def shed_at_door(self, timeout_s: float | None = None, session: Session = "generator") -> None:
         """Refuses (Overloaded) a request before it is read while the work already queued could not be answered
         within its budget: under overload most requests are refused, and this costs next to nothing. Admission
         proper (with the request's own size) happens once, when it is queued (`_submit`)."""
-        batcher = self.batcher(model)
+        batcher = self.batcher(session)
         if batcher is None:  # no encoder: the route answers 404
             return
         try:
@@ -123,25 +147,27 @@ class Engine:
     async def decoding(self) -> AsyncIterator[None]:
         """One of DECODE_CONCURRENCY decode slots: an upload's decoding costs memory and CPU in proportion to its
         pixels, so a worker decodes a few at a time. Admission counts the waiting ones: past four per slot, 503."""
+        inference = self.inference
         limit = DECODE_QUEUE_PER_SLOT * self.settings.decode_concurrency
-        if self.decodes_waiting >= limit:
+        if inference.decodes_waiting >= limit:
             self.shed.labels("decode_queue").inc()
-            raise Overloaded(f"{self.decodes_waiting} uploads are waiting to be decoded", "decode_queue", 1.0)
-        self.decodes_waiting += 1
+            raise Overloaded(f"{inference.decodes_waiting} uploads are waiting to be decoded", "decode_queue", 1.0)
+        inference.decodes_waiting += 1
         try:
-            await self.decode_slots.acquire()
+            await inference.decode_slots.acquire()
         finally:
-            self.decodes_waiting -= 1
+            inference.decodes_waiting -= 1
         try:
             yield
         finally:
-            self.decode_slots.release()
+            inference.decode_slots.release()
 
-    async def _submit(self, model: Session, feeds: dict[str, np.ndarray], finish: Callable, timeout_s: float | None) -> Any:
+    async def _submit(self, session: Session, feeds: dict[str, np.ndarray], finish: Callable, timeout_s: float | None) -> Any:
         """Admits the request (its expected wait within its budget, else Overloaded) and queues it, with nothing
         awaited in between, then waits for its answer within its deadline."""
         deadline = self.deadline(timeout_s)
-        batcher = self.batcher(model)
+        batcher = self.batcher(session)
+        self.in_flight += 1
         try:
             async with asyncio.timeout(deadline):
                 return await batcher.submit(feeds, finish, self.budget(timeout_s))
@@ -151,16 +177,18 @@ class Engine:
         except TimeoutError:
             self.shed.labels("deadline").inc()
             raise DeadlineExceeded(f"no answer within the {deadline:g} s deadline", batcher.retry_after()) from None
+        finally:
+            self.in_flight -= 1
 
     async def generate(self, latents: Latents, finish: Callable[[np.ndarray], Any], timeout_s: float | None = None) -> Any:
         """finish(uint8 images (B, C, H, W)), computed once the batch has run, off the event loop (e.g. PNG
         encoding)."""
         return await self._submit("generator", latents.feeds(), lambda outputs: finish(outputs[1]), timeout_s)
 
-    async def infer(self, model: Session, feeds: dict[str, np.ndarray], timeout_s: float | None = None) -> list[np.ndarray]:
-        """A model's own output tensors, in the ONNX file's order, for inputs already checked against it."""
-        outputs = await self._submit(model, feeds, list, timeout_s)
-        return outputs[:1] if model == "generator" else outputs  # the generator's uint8 copy is for PNGs
+    async def infer(self, session: Session, feeds: dict[str, np.ndarray], timeout_s: float | None = None) -> list[np.ndarray]:
+        """A session's own output tensors, in the ONNX file's order, for inputs already checked against it."""
+        outputs = await self._submit(session, feeds, list, timeout_s)
+        return outputs[:1] if session == "generator" else outputs  # the generator's uint8 copy is for PNGs
 
     async def encode(self, images: np.ndarray, timeout_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Q's categorical probabilities (B, sum of sizes) and continuous means (B, n_cont)."""

@@ -17,6 +17,7 @@ from service.batcher import Overloaded
 from service.engine import DeadlineExceeded
 from service.imaging import UploadError
 from service.latents import CodeError
+from service.repository import LoadRefused, UnknownModel
 from service.responses import JSONResponse
 
 V2_PREFIX = "/v2"  # the Open Inference Protocol's paths, whose errors read {"error": "..."}
@@ -112,6 +113,14 @@ def install_handlers(app: FastAPI) -> None:
     async def gone(request: Request, error: ClientDisconnected) -> Response:
         return Response(status_code=error.status_code)
 
+    async def unknown_model(request: Request, error: UnknownModel) -> JSONResponse:
+        if is_v2(request.url.path):
+            return JSONResponse(error_body(request.url.path, str(error)), status_code=404)
+        return field_error(404, "query.model", str(error))
+
+    async def load_refused(request: Request, error: LoadRefused) -> JSONResponse:
+        return JSONResponse(error_body(request.url.path, str(error)), status_code=400)
+
     async def too_large(request: Request, error: BodyTooLarge) -> JSONResponse:
         return too_large_response(request.url.path, error)
 
@@ -136,6 +145,6 @@ def install_handlers(app: FastAPI) -> None:
 
     for exception, handler in ((CodeError, code_error), (UploadError, upload_error), (Overloaded, unavailable),
                                (DeadlineExceeded, unavailable), (V2Error, v2_error), (ClientDisconnected, gone),
-                               (BodyTooLarge, too_large),
+                               (BodyTooLarge, too_large), (UnknownModel, unknown_model), (LoadRefused, load_refused),
                                (RequestValidationError, invalid), (StarletteHTTPException, http_error)):
         app.add_exception_handler(exception, handler)

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import schemas
 from service.handling import grid_columns, grid_png, requested_latents, unless_disconnected
-from service.middleware import accepts_json, client_timeout, json_content_type, request_headers
+from service.middleware import accepts_json, client_timeout, json_content_type, query_model, request_headers
 
 
 class GenerateRoute(APIRoute):
@@ -45,7 +45,11 @@ async def generate_png(scope: Scope, receive: Receive, send: Send, routed: ASGIA
         await routed(scope, replay, send)
         return
     state = scope["app"].state
-    engine = state.engine
+    name = query_model(scope)
+    engine = state.repository.engines.get(state.repository.default if name is None else name)
+    if engine is None:  # FastAPI's handler names the bad or unknown model
+        await routed(scope, replay, send)
+        return
     latents, seed = requested_latents(engine, request)
     png = await unless_disconnected(receive, state.metrics, engine.generate(
         latents, partial(grid_png, columns=grid_columns(request.n)), timeout_s))

@@ -63,6 +63,9 @@ def prepare_metrics_dir(directory: Path | None) -> Path:
     return own
 
 
+SESSION_LABELS = ["model", "session"]  # the served model's name, and its generator or encoder
+
+
 class Metrics:
     """The Prometheus series of one app (its own registry, so several apps can live in one process).
 
@@ -79,17 +82,17 @@ class Metrics:
         self.latency = Histogram("http_request_duration_seconds", "HTTP request latency by route and status",
                                  ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("inference_batch_size", "images per onnxruntime run (before padding)",
-                                    ["model"], buckets=BATCH_BUCKETS, registry=self.registry)
-        self.queue_depth = Gauge("inference_queue_depth", "requests waiting for inference", ["model"],
+                                    SESSION_LABELS, buckets=BATCH_BUCKETS, registry=self.registry)
+        self.queue_depth = Gauge("inference_queue_depth", "requests waiting for inference", SESSION_LABELS,
                                  registry=self.registry, multiprocess_mode="livesum")
         self.queue_wait = Histogram("inference_queue_wait_seconds", "time a request waited before its batch ran",
-                                    ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+                                    SESSION_LABELS, buckets=LATENCY_BUCKETS, registry=self.registry)
         self.shed = Counter("requests_shed_total", "requests refused or given up by the service, by reason: "
                             "queue_full, expected_wait (could not be answered within its budget), deadline, "
                             "decode_queue (too many uploads waiting to be decoded)",
                             ["reason"], registry=self.registry)
         self.abandoned = Counter("inference_abandoned_total", "queued requests dropped unrun: the caller had gone "
-                                 "(deadline or disconnect)", ["model"], registry=self.registry)
+                                 "(deadline or disconnect)", SESSION_LABELS, registry=self.registry)
         self.disconnected = Counter("requests_cancelled_total", "requests whose client disconnected before the "
                                     "answer", ["reason"], registry=self.registry)
         self.request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

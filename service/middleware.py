@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import time
 from typing import NamedTuple
+from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,15 +23,45 @@ from service.errors import (
 from service.metrics import Metrics
 
 
+def query_model(scope: Scope) -> str | None:
+    """The model a request names in its query string (`?model=`; "" when left empty), None when it names none."""
+    query = scope["query_string"]
+    if b"model=" not in query:
+        return None
+    return parse_qs(query.decode("latin-1"), keep_blank_values=True).get("model", [None])[0]
+
+
 class InferenceRoute(NamedTuple):
-    model: Session  # the session it runs on
+    session: Session  # the session it runs on
     template: str  # its route's path template, the label of its metrics
 
+    def model(self, scope: Scope) -> str:
+        """The served model the request is for: a V2 path names it, the service's routes take `?model=`."""
+        name = v2_model(scope["path"].split("/")[3]) if self.template.startswith("/v2/") else query_model(scope)
+        return name or scope["app"].state.repository.default
 
-INFERENCE_ROUTES = {path: InferenceRoute(model, path) for path, model in
-                    (("/generate", "generator"), ("/traverse", "generator"), ("/encode", "encoder"))} | {
-    f"/v2/models/{model}{version}/infer": InferenceRoute(model, f"/v2/models/{{name}}{template}/infer")
-    for model in ("generator", "encoder") for version, template in (("", ""), ("/versions/1", "/versions/{version}"))}
+
+def v2_model(name: str) -> str:
+    """The model a V2 name belongs to: MODEL.generator and MODEL.encoder are MODEL's sessions, the bare
+    `generator` and `encoder` the default model's ("" here)."""
+    return name.rpartition(".")[0]
+
+
+SERVICE_ROUTES = {path: InferenceRoute(session, path) for path, session in
+                  (("/generate", "generator"), ("/traverse", "generator"), ("/encode", "encoder"))}
+V2_INFER = {5: "/v2/models/{name}/infer", 7: "/v2/models/{name}/versions/{version}/infer"}  # by path parts
+
+
+def inference_route(path: str) -> InferenceRoute | None:
+    """The inference route a path belongs to, found before routing (to shed, to label a refusal)."""
+    found = SERVICE_ROUTES.get(path)
+    if found is not None or not (path.startswith("/v2/models/") and path.endswith("/infer")):
+        return found
+    parts = path.split("/")
+    session = parts[3].rpartition(".")[2]
+    if len(parts) not in V2_INFER or session not in ("generator", "encoder"):
+        return None
+    return InferenceRoute(session, V2_INFER[len(parts)])
 
 
 class MetricsMiddleware:
@@ -63,7 +94,7 @@ def route_label(scope: Scope) -> str:
     413), the template of its route; else "unmatched"."""
     if "route" in scope:
         return scope["route"].path
-    known = INFERENCE_ROUTES.get(scope["path"])
+    known = inference_route(scope["path"])
     return known.template if known else "unmatched"
 
 
@@ -96,11 +127,11 @@ class ShedMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = INFERENCE_ROUTES.get(scope["path"]) if scope["type"] == "http" else None
-        engine = getattr(scope["app"].state, "engine", None) if route else None
-        if engine is not None:
+        route = inference_route(scope["path"]) if scope["type"] == "http" else None
+        engine = scope["app"].state.repository.engines.get(route.model(scope)) if route else None
+        if engine is not None:  # an unknown model goes on to the route, which names it
             try:
-                engine.shed_at_door(client_timeout(request_headers(scope).get(b"x-request-timeout")), model=route.model)
+                engine.shed_at_door(client_timeout(request_headers(scope).get(b"x-request-timeout")), route.session)
             except Overloaded as error:
                 await unavailable_response(error, scope["path"])(scope, receive, send)
                 return

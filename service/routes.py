@@ -35,7 +35,7 @@ MAX_ROWS = MAX_STEPS = 32
 MAX_UPLOAD_SIDE = 4096
 PNG = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
              "description": "PNG by default; JSON with `Accept: application/json`"}}
-ERRORS = {code: {"model": schemas.ErrorResponse} for code in (413, 415, 422, 503)}
+ERRORS = {code: {"model": schemas.ErrorResponse} for code in (404, 413, 415, 422, 503)}  # 404: an unknown model
 
 
 # A client's own deadline, under the server's REQUEST_TIMEOUT_S. At least a second: less than one batch of the
@@ -63,13 +63,19 @@ def cache_headers(request: Request, route: str, seed: int | None, normalised: di
     """(headers, ETag): immutable with a strong tag when the seed is given, no-store when it is drawn."""
     if seed is None:
         return caching.UNCACHEABLE, None
-    tag = caching.entity_tag(request.app.state.model_key, route,
+    tag = caching.entity_tag(engine_of(request).key, route,
                              {**normalised, "seed": seed, "format": "json" if wants_json(request) else "png"})
     return caching.fixed_headers(tag), tag
 
 
+# The served model a request is for (GET /models); FastAPI checks it and documents it, engine_of reads it.
+ModelName = Annotated[str | None, Query(alias="model", min_length=1, description="the served model to use "
+                                        "(`GET /models`); default: DEFAULT_MODEL's")]
+
+
 def engine_of(request: Request) -> Engine:
-    return request.app.state.engine
+    """The served version of the model the request names (UnknownModel, answered 404, for none such)."""
+    return request.app.state.repository.engine(request.query_params.get("model"))
 
 
 def wants_json(request: Request) -> bool:
@@ -93,7 +99,8 @@ async def images_response(request: Request, latents: Latents, columns: int, seed
     return Response(png, media_type="image/png", headers=headers)
 
 
-async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: RequestTimeout = None) -> Response:
+async def generate(body: schemas.GenerateRequest, request: Request, timeout_s: RequestTimeout = None,
+                   model: ModelName = None) -> Response:
     engine = engine_of(request)
     layout = engine.model.layout
     latents, seed = requested_latents(engine, body)
@@ -114,22 +121,31 @@ async def healthz() -> dict:
 
 @router.get("/readyz", summary="Readiness: 200 once the model is loaded and warmed up", responses={503: {}})
 async def readyz(request: Request) -> Response:
-    engine = engine_of(request)
-    if engine.draining:
+    repository = request.app.state.repository
+    if repository.draining:
         return JSONResponse({"status": "shutting down"}, status_code=503)
-    return JSONResponse({"status": "ready" if engine.ready else "warming up"}, status_code=200 if engine.ready else 503)
+    ready = repository.ready
+    return JSONResponse({"status": "ready" if ready else "warming up"}, status_code=200 if ready else 503)
+
+
+@router.get("/models", response_model=schemas.ModelsResponse, summary="The served models (MODEL_REPOSITORY)")
+async def models(request: Request) -> dict:
+    repository = request.app.state.repository
+    return {"default": repository.default, "models": [
+        {**engine.model.info(), "name": name, "ready": engine.ready} for name, engine in sorted(repository.engines.items())]}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
-    port = engine_of(request).settings.metrics_port
+    port = request.app.state.settings.metrics_port
     if port:
         raise HTTPException(404, f"metrics are served on port {port} (METRICS_PORT)")
     return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/info", response_model=schemas.InfoResponse, summary="The model, its codes and the request limits")
-async def info(request: Request) -> dict:
+@router.get("/info", response_model=schemas.InfoResponse, responses={404: ERRORS[404]},
+            summary="The model, its codes and the request limits")
+async def info(request: Request, model: ModelName = None) -> dict:
     engine = engine_of(request)
     model, settings = engine.model, engine.settings
     alignment = model.layout.alignment
@@ -164,11 +180,12 @@ async def generate_get(
                              "never changes and may be cached (ETag, immutable); without it, no-store"),
     label: str | None = Query(None, min_length=1, description="a class label of the model's label map"),
     timeout_s: RequestTimeout = None,
+    model: ModelName = None,
 ) -> Response:
     """As POST /generate, with the codes pinned by name in the query string: `?c1=3&slant=0.5&seed=7`."""
     engine = engine_of(request)
     layout = engine.model.layout
-    body = schemas.GenerateRequest(codes=query_codes(layout, request, {"n", "seed", "label"}) or None, label=label,
+    body = schemas.GenerateRequest(codes=query_codes(layout, request, {"n", "seed", "label", "model"}) or None, label=label,
                                    n=n, seed=seed)
     values = requested_codes(layout, body)
     cache, tag = cache_headers(request, "generate", seed, {"codes": values, "n": n})
@@ -194,6 +211,7 @@ async def traverse(
                                "the end of the model's `traverse_range`)"),
     seed: int | None = Query(None, ge=0, le=schemas.MAX_SEED, description="reproducible draws, as in /generate"),
     timeout_s: RequestTimeout = None,
+    model: ModelName = None,
 ) -> Response:
     engine = engine_of(request)
     layout = engine.model.layout
@@ -201,7 +219,7 @@ async def traverse(
         target = layout.code(code)
     except KeyError as error:
         raise CodeError("code", error.args[0]) from None
-    pins = query_codes(layout, request, {"code", "steps", "rows", "low", "high", "seed"}, target.name)
+    pins = query_codes(layout, request, {"code", "steps", "rows", "low", "high", "seed", "model"}, target.name)
     default_low, default_high = engine.model.traverse_range
     low, high = default_low if low is None else low, default_high if high is None else high
     values = list(range(target.size)) if target.kind == "categorical" else [
@@ -225,7 +243,7 @@ async def traverse(
              summary="Q's reading of an image: the codes (and label) that would have produced it",
              openapi_extra={"requestBody": {"required": True, "content": {
                  t: {"schema": {"type": "string", "format": "binary"}} for t in ACCEPTED_TYPES}}})
-async def encode(request: Request, timeout_s: RequestTimeout = None) -> dict:
+async def encode(request: Request, timeout_s: RequestTimeout = None, model: ModelName = None) -> dict:
     engine = engine_of(request)
     if engine.encoder is None:
         raise HTTPException(404, "this model directory has no encoder.onnx")

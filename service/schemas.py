@@ -125,3 +125,16 @@ class InfoResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str | list[dict]
+
+
+class ServedModel(BaseModel):
+    name: str = Field(description="the folder name in MODEL_REPOSITORY; `?model=` takes it")
+    version: str | None = Field(description="model.json's version")
+    dataset: str | None
+    sha256: dict[str, str] = Field(description="the served files' hashes (they make the ETags)")
+    ready: bool
+
+
+class ModelsResponse(BaseModel):
+    default: str = Field(description="the model a request that names none is answered by (DEFAULT_MODEL)")
+    models: list[ServedModel]

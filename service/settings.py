@@ -16,7 +16,7 @@ class ConfigurationError(Exception):
     message names the setting or file; `python -m service` prints it as one line and exits with status 2."""
 
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "mnist"
+DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "models"
 
 
 class Settings(BaseSettings):
@@ -26,7 +26,12 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in the container)")
     port: int = Field(8000, ge=1, le=65535, description="TCP port")
-    model_dir: Path = Field(DEFAULT_MODEL_DIR, description="model directory written by `python -m export`")
+    model_repository: Path = Field(DEFAULT_REPOSITORY, description="folder of model directories written by `python "
+                                   "-m export`: each is served under its folder name (GET /models)")
+    default_model: str = Field("mnist", min_length=1, description="the model the routes answer for when a request "
+                               "names none (`?model=`)")
+    model_dir: Path | None = Field(None, description="one model directory to serve instead of MODEL_REPOSITORY (under "
+                                   "its folder name, as the default model)")
     require_gpu: bool = Field(False, description="fail start-up unless the CUDA execution provider is active")
     max_batch: int = Field(64, ge=1, le=1024, description="most images in one onnxruntime run")
     batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest wait to fill a batch (ends once the "

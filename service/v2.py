@@ -1,18 +1,20 @@
 """The Open Inference Protocol (KServe V2, REST), beside the service's own API.
 
-Two models, `generator` and `encoder`, served as Triton would serve their ONNX files: the files' own tensor
-names, datatypes and shapes (-1 for the batch). Requests are JSON, or JSON followed by raw tensor bytes (the
-binary tensor data extension, what the stock Triton client sends by default). Inference goes through the
-engine like every other route: the same admission, deadline (X-Request-Timeout), batcher and metrics.
-Errors are V2's `{"error": "..."}`: 400 for a bad request, 404 for an unknown model, 503 + Retry-After when
-the service sheds load.
+Every served model's two ONNX files as V2 models `MODEL.generator` and `MODEL.encoder` (the bare `generator` and
+`encoder` are the default model's), served as Triton would serve them: the files' own tensor names, datatypes
+and shapes (-1 for the batch). Triton's model repository extension lists them and (re)loads or unloads a model
+(`POST /v2/repository/index`, `/v2/repository/models/NAME/load`, `/unload`). Requests are JSON, or JSON followed
+by raw tensor bytes (the binary tensor data extension, what the stock Triton client sends by default). Inference
+goes through the engine like every other route: the same admission, deadline (X-Request-Timeout), batcher and
+metrics. Errors are V2's `{"error": "..."}`: 400 for a bad request, 404 for an unknown model, 503 + Retry-After
+when the service sheds load.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
+import weakref
 import zlib
 from dataclasses import dataclass
 
@@ -21,11 +23,11 @@ from fastapi import APIRouter, Header, Request, Response
 
 from infogan import __version__
 from service import schemas
-from service.engine import Engine
+from service.engine import Engine, Session
 from service.errors import V2Error
 from service.handling import unless_disconnected
 from service.responses import JSONResponse
-from service.routes import RequestTimeout, engine_of
+from service.routes import RequestTimeout
 
 router = APIRouter(prefix="/v2", include_in_schema=False)  # V2 has its own specification; /docs is the service's API
 VERSION = "1"
@@ -50,20 +52,32 @@ def tensor_specs(args: list) -> list[TensorSpec]:
             for arg in args]
 
 
-@functools.cache  # per engine, which lives as long as its process: the sessions' tensors never change
-def served_models(engine: Engine) -> dict[str, tuple[list[TensorSpec], list[TensorSpec]]]:
-    sessions = {"generator": engine.model.generator, "encoder": engine.model.encoder}
-    return {name: (tensor_specs(session.get_inputs()), tensor_specs(session.get_outputs()))
-            for name, session in sessions.items() if session is not None}
+SPECS: weakref.WeakKeyDictionary[Engine, dict] = weakref.WeakKeyDictionary()  # an engine's sessions never change
 
 
-def model_io(engine: Engine, name: str, version: str | None) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    models = served_models(engine)
-    if name not in models:
-        raise V2Error(404, f"unknown model {brief(name)}; this server has {', '.join(sorted(models))}")
+def served_sessions(engine: Engine) -> dict[str, tuple[list[TensorSpec], list[TensorSpec]]]:
+    if engine not in SPECS:
+        sessions = {"generator": engine.model.generator, "encoder": engine.model.encoder}
+        SPECS[engine] = {name: (tensor_specs(session.get_inputs()), tensor_specs(session.get_outputs()))
+                         for name, session in sessions.items() if session is not None}
+    return SPECS[engine]
+
+
+def v2_names(engine: Engine) -> list[str]:
+    return [f"{engine.name}.{session}" for session in served_sessions(engine)]
+
+
+def resolve(request: Request, name: str, version: str | None) -> tuple[Engine, Session, list, list]:
+    """A V2 model name (and version) to its engine, its session and that session's input and output specs."""
+    repository = request.app.state.repository
+    model, _, session = name.rpartition(".")
+    engine = repository.engines.get(model or repository.default)
+    if engine is None or session not in served_sessions(engine):
+        known = [n for e in repository.engines.values() for n in v2_names(e)]
+        raise V2Error(404, f"unknown model {brief(name)}; this server has {', '.join(sorted(known))}")
     if version not in (None, VERSION):
         raise V2Error(404, f"model {name!r} has no version {brief(version)}; it has version {VERSION}")
-    return models[name]
+    return engine, session, *served_sessions(engine)[session]
 
 
 # --- reading an inference request ---------------------------------------------------------------------------
@@ -247,7 +261,7 @@ def infer_response(name: str, request: dict, outputs: list[np.ndarray], specs: l
 
 @router.get("")
 async def server_metadata() -> dict:
-    return {"name": "infogan-serve", "version": __version__, "extensions": ["binary_tensor_data"]}
+    return {"name": "infogan-serve", "version": __version__, "extensions": ["binary_tensor_data", "model_repository"]}
 
 
 @router.get("/health/live")
@@ -257,15 +271,14 @@ async def live() -> dict:
 
 @router.get("/health/ready")
 async def ready(request: Request) -> JSONResponse:
-    engine = engine_of(request)
-    is_ready = engine.ready and not engine.draining
+    is_ready = request.app.state.repository.ready
     return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
 
 @router.get("/models/{name}")
 @router.get("/models/{name}/versions/{version}")
 async def model_metadata(request: Request, name: str, version: str | None = None) -> dict:
-    inputs, outputs = model_io(engine_of(request), name, version)
+    _, _, inputs, outputs = resolve(request, name, version)
     return {"name": name, "versions": [VERSION], "platform": "onnxruntime_onnx",
             "inputs": [spec.metadata() for spec in inputs], "outputs": [spec.metadata() for spec in outputs]}
 
@@ -273,9 +286,8 @@ async def model_metadata(request: Request, name: str, version: str | None = None
 @router.get("/models/{name}/ready")
 @router.get("/models/{name}/versions/{version}/ready")
 async def model_ready(request: Request, name: str, version: str | None = None) -> JSONResponse:
-    engine = engine_of(request)
-    model_io(engine, name, version)
-    is_ready = engine.ready and not engine.draining
+    engine, *_ = resolve(request, name, version)
+    is_ready = engine.ready and not request.app.state.repository.draining
     return JSONResponse({"name": name, "ready": is_ready}, status_code=200 if is_ready else 503)
 
 
@@ -284,18 +296,61 @@ async def model_ready(request: Request, name: str, version: str | None = None) -
 async def infer(request: Request, name: str, version: str | None = None, timeout_s: RequestTimeout = None,
                 header_length: str | None = Header(None, alias=HEADER_LENGTH),
                 encoding: str | None = Header(None, alias="Content-Encoding")) -> Response:
-    engine = engine_of(request)
-    inputs, outputs = model_io(engine, name, version)
+    engine, session, inputs, outputs = resolve(request, name, version)
     body = decompress(await request.body(), encoding, engine.settings.max_body_bytes)
     parsed, binary = split_body(body, header_length)
     feeds = parse_inputs(parsed, binary, inputs)
     chosen = requested_outputs(parsed, outputs)
-    if name == "generator":
+    if session == "generator":
         check_codes(engine, feeds)
     # Shedding (Overloaded, DeadlineExceeded) is answered by the app's handler, in V2's shape on /v2 paths.
-    results = await unless_disconnected(request.receive, request.app.state.metrics, engine.infer(name, feeds, timeout_s))
+    results = await unless_disconnected(request.receive, request.app.state.metrics, engine.infer(session, feeds, timeout_s))
     for spec, result in zip(outputs, results):
         if not np.isfinite(result).all():  # finite inputs far outside the prior can overflow the model's arithmetic
             raise V2Error(400, f"output {spec.name!r} is not finite for these inputs: values of "
                           f"{', '.join(repr(n) for n in feeds)} far outside the model's prior overflow it")
     return infer_response(name, parsed, results, outputs, chosen)
+
+
+# --- Triton's model repository extension -------------------------------------------------------------------------
+
+def repository_name(request: Request, name: str) -> str:
+    """A repository model's name from a load or unload path: the folder's name, or one of its V2 names."""
+    model, _, session = name.rpartition(".")
+    return model if model and session in ("generator", "encoder") else name
+
+
+@router.post("/repository/index")
+async def repository_index(request: Request) -> list[dict]:
+    """Every session of every model in the repository, loaded or not (`{"ready": true}`: the loaded ones)."""
+    body = await request.body()
+    try:
+        wanted = json.loads(body or b"{}")
+    except ValueError:
+        raise V2Error(400, "the index request body must be JSON, e.g. {} or {\"ready\": true}") from None
+    only_ready = isinstance(wanted, dict) and wanted.get("ready") is True
+    repository = request.app.state.repository
+    entries = []
+    for entry in repository.index():
+        engine = repository.engines.get(entry["name"])
+        sessions = served_sessions(engine) if engine else ("generator", "encoder")
+        for session in sessions:
+            ready = entry["state"] == "READY"
+            if ready or not only_ready:
+                entries.append({"name": f"{entry['name']}.{session}", "version": VERSION, "state": entry["state"],
+                                **({} if ready else {"reason": "unloaded"})})
+    return entries
+
+
+@router.post("/repository/models/{name}/load")
+async def repository_load(request: Request, name: str) -> JSONResponse:
+    """(Re)loads a model from its folder; answers once the new version serves (400 naming the file if it cannot
+    be served, while the old version keeps serving)."""
+    await request.app.state.repository.load(repository_name(request, name))
+    return JSONResponse({})
+
+
+@router.post("/repository/models/{name}/unload")
+async def repository_unload(request: Request, name: str) -> JSONResponse:
+    await request.app.state.repository.unload(repository_name(request, name))
+    return JSONResponse({})

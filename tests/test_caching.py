@@ -12,7 +12,7 @@ from service.caching import entity_tag, matches
 
 def generator_runs(http: httpx.Client) -> float:
     text = http.get("/metrics").text
-    return float(re.search(r'^inference_batch_size_count\{model="generator"\} (\S+)$', text, re.M).group(1))
+    return float(re.search(r'^inference_batch_size_count\{model="[^"]*",session="generator"\} (\S+)$', text, re.M).group(1))
 
 
 @pytest.fixture()

@@ -397,10 +397,10 @@ def test_a_stopped_worker_is_replaced_after_the_watchdog(model_dir):
 
 def test_workers_get_every_setting_made_in_code(model_dir):
     """A Settings built in code (no environment variable for the field) reaches each of several workers."""
-    code = ("import sys; from pathlib import Path; from service.app import open_model, serve; "
-            "from service.settings import Settings; "
+    code = ("import sys; from pathlib import Path; from service.app import serve; "
+            "from service.repository import open_models; from service.settings import Settings; "
             "settings = Settings(port=int(sys.argv[-1]), model_dir=Path(sys.argv[-3]), workers=2, max_header_count=12); "
-            "serve(settings, open_model(settings))")
+            "serve(settings, open_models(settings))")
     server = Server(model_dir, launcher=("-c", code))  # given --model DIR --port PORT
     try:
         for _ in range(6):  # new connections, spread over both workers

@@ -247,7 +247,7 @@ def test_concurrent_requests_are_merged_and_answered_correctly(client, server):
     def batch_stats():
         lines = client.get("/metrics").text.splitlines()
         value = {line.split("{")[0]: float(line.split()[-1]) for line in lines if line.startswith("inference_batch_size_")
-                 and 'model="generator"' in line}
+                 and 'session="generator"' in line}
         return value["inference_batch_size_count"], value["inference_batch_size_sum"]
 
     bodies = [{"seed": i, "codes": {"c1": i % 10}} for i in range(48)]
@@ -478,7 +478,7 @@ def test_a_client_that_disconnects_takes_its_queued_work_with_it(model_dir):
         time.sleep(3)  # the batcher works through what is left
         metrics = httpx.get(server.url + "/metrics").text
         cancelled = float(re.search(r'requests_cancelled_total\{reason="disconnect"\} (\S+)', metrics).group(1))
-        abandoned = float(re.search(r'inference_abandoned_total\{model="generator"\} (\S+)', metrics).group(1))
+        abandoned = float(re.search(r'inference_abandoned_total\{model="[^"]*",session="generator"\} (\S+)', metrics).group(1))
         assert cancelled >= 1 and abandoned >= 1  # noticed, and queued work dropped without being computed
         assert httpx.get(server.url + "/healthz").status_code == 200
     finally:

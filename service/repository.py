@@ -1,0 +1,178 @@
+"""The models a worker serves: every exported model directory in MODEL_REPOSITORY, under its folder name (or the
+one MODEL_DIR), each an Engine on the worker's one inference thread.
+
+A load builds the new version beside the old one (files hashed against model.json, every batch size run once,
+outputs checked finite), then switches the name to it in one assignment: requests that already hold the old
+version finish on it, and it is stopped only once it has been idle for RETIRE_GRACE_S. A version that fails
+any check is refused (LoadRefused, naming the file) and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from service.engine import Engine, Inference
+from service.latents import draw
+from service.metrics import Metrics
+from service.model import CUDA, Model, ModelError, load_model
+from service.settings import ConfigurationError, Settings
+
+log = logging.getLogger("service.repository")
+RETIRE_GRACE_S = 2.0  # an old version stopped after this long without a request: covers a lookup still on its way
+MODEL_FILE = "model.json"
+
+
+class UnknownModel(Exception):
+    """No served model of that name (404 naming it, and the models there are)."""
+
+    def __init__(self, name: str, known: list[str]):
+        super().__init__(f"unknown model {name!r}; models: {', '.join(known) or 'none'}")
+        self.name = name
+
+
+class LoadRefused(Exception):
+    """A model directory that cannot be served as it is (400 naming the file); what was served stays."""
+
+
+def model_directories(settings: Settings) -> dict[str, Path]:
+    """The servable directories by name: MODEL_DIR alone when set, else MODEL_REPOSITORY's sub-folders that hold
+    a model.json."""
+    if settings.model_dir is not None:
+        return {settings.model_dir.resolve().name: settings.model_dir}
+    repository = settings.model_repository
+    try:
+        return {d.name: d for d in sorted(repository.iterdir()) if (d / MODEL_FILE).is_file()}
+    except OSError as error:
+        raise ConfigurationError(f"MODEL_REPOSITORY {repository}: {error.strerror or error}") from None
+
+
+def default_model(settings: Settings) -> str:
+    return settings.model_dir.resolve().name if settings.model_dir is not None else settings.default_model
+
+
+def open_model(settings: Settings, directory: Path) -> Model:
+    """Loads a model directory and enforces REQUIRE_GPU against the live session's provider."""
+    model = load_model(directory, settings.threads_per_worker())
+    if settings.require_gpu and model.provider != CUDA:
+        raise ModelError(f"{directory}: REQUIRE_GPU is set but the session runs on {model.provider} "
+                         "(is onnxruntime-gpu installed and a GPU visible?)")
+    return model
+
+
+def open_models(settings: Settings) -> dict[str, Model]:
+    """Every servable model, opened; ConfigurationError (naming the file or setting) for the first that fails,
+    or when the default model is not among them."""
+    directories = model_directories(settings)
+    name = default_model(settings)
+    if name not in directories:
+        raise ConfigurationError(f"DEFAULT_MODEL {name!r}: no such model in {settings.model_repository} "
+                                 f"(models: {', '.join(directories) or 'none'})")
+    return {name: open_model(settings, directory) for name, directory in directories.items()}
+
+
+def check_outputs(engine: Engine) -> None:
+    """The new version's sessions answer with finite numbers of the shapes they declare (run on the inference
+    thread, after its warm-up)."""
+    images = engine.model.generator.run(None, draw(engine.model.layout, 0, range(2)).feeds())[0]
+    if images.shape[0] != 2 or not np.isfinite(images).all():
+        raise LoadRefused(f"{engine.model.directory / 'generator.onnx'}: its images are not finite")
+    if engine.model.encoder is not None:
+        outputs = engine.model.encoder.run(None, {"images": images.astype(np.float32)})
+        if not all(np.isfinite(output).all() for output in outputs):
+            raise LoadRefused(f"{engine.model.directory / 'encoder.onnx'}: its readings are not finite")
+
+
+class Repository:
+    def __init__(self, settings: Settings, metrics: Metrics):
+        self.settings, self.metrics = settings, metrics
+        self.default = default_model(settings)
+        self.engines: dict[str, Engine] = {}
+        self.inference: Inference | None = None
+        self.draining = False  # set on SIGTERM: /readyz answers 503 while in-flight requests finish
+        self.changing = asyncio.Lock()  # one load or unload at a time
+        self.retiring: set[asyncio.Task] = set()
+
+    async def start(self, models: dict[str, Model]) -> None:
+        """Serves the models already opened, each warmed up before the first connection is accepted."""
+        self.inference = Inference(self.settings, next(iter(models.values())).provider)
+        for name, model in models.items():
+            self.engines[name] = await self.started(name, model)
+
+    async def started(self, name: str, model: Model) -> Engine:
+        engine = Engine(name, model, self.settings, self.metrics, self.inference)
+        await engine.start()
+        return engine
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and all(engine.ready for engine in self.engines.values())
+
+    def engine(self, name: str | None = None) -> Engine:
+        """The served version of a model (the default one when no name is given); UnknownModel otherwise."""
+        found = self.engines.get(name or self.default)
+        if found is None:
+            raise UnknownModel(name or self.default, sorted(self.engines))
+        return found
+
+    async def load(self, name: str) -> Engine:
+        """(Re)loads a model from its directory; the version served until then retires once idle."""
+        async with self.changing:
+            directories = model_directories(self.settings)
+            if name not in directories:
+                raise UnknownModel(name, sorted(directories))
+            try:
+                model = await run_in_threadpool(open_model, self.settings, directories[name])
+            except ModelError as error:
+                raise LoadRefused(str(error)) from None
+            engine = await self.started(name, model)
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.inference.executor, check_outputs, engine)
+            except LoadRefused:
+                await engine.stop()
+                raise
+            old, self.engines[name] = self.engines.get(name), engine
+            if old is not None:
+                self.retire(old)
+            log.info("model %s loaded from %s", name, directories[name])
+            return engine
+
+    async def unload(self, name: str) -> None:
+        async with self.changing:
+            if name not in self.engines:
+                raise UnknownModel(name, sorted(self.engines))
+            self.retire(self.engines.pop(name))
+
+    def retire(self, engine: Engine) -> None:
+        task = asyncio.create_task(self._retire(engine))
+        self.retiring.add(task)
+        task.add_done_callback(self.retiring.discard)
+
+    async def _retire(self, engine: Engine) -> None:
+        quiet_since = None
+        loop = asyncio.get_running_loop()
+        while quiet_since is None or loop.time() - quiet_since < RETIRE_GRACE_S:
+            await asyncio.sleep(0.05)
+            quiet_since = (quiet_since or loop.time()) if engine.idle() else None
+        await engine.stop()
+
+    def index(self) -> list[dict]:
+        """Every model in the repository, served or not: name, version (when served) and state."""
+        entries = []
+        for name in model_directories(self.settings):
+            engine = self.engines.get(name)
+            entries.append({"name": name, "version": engine.model.info()["version"] if engine else None,
+                            "state": "READY" if engine and engine.ready else "UNAVAILABLE"})
+        return entries
+
+    async def stop(self) -> None:
+        for task in list(self.retiring):
+            task.cancel()
+        for engine in self.engines.values():
+            await engine.stop()
+        if self.inference is not None:
+            self.inference.stop()
