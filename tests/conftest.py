@@ -112,11 +112,12 @@ def free_port() -> int:
 class Server:
     """`python -m service` in a subprocess on 127.0.0.1, waited on until /readyz says 200."""
 
-    def __init__(self, model: Path, launcher: tuple[str, ...] = ("-m", "service"), **env: str):
+    def __init__(self, model: Path | None, launcher: tuple[str, ...] = ("-m", "service"), **env: str):
+        """`model`: the one model directory to serve (--model), or None for MODEL_REPOSITORY's models."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [PYTHON, *launcher, "--model", str(model), "--port", str(self.port)], cwd=ROOT,
+            [PYTHON, *launcher, *(["--model", str(model)] if model else []), "--port", str(self.port)], cwd=ROOT,
             env={**os.environ, "ACCESS_LOG": "0", **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
