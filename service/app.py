@@ -41,6 +41,8 @@ from service.repository import Repository, open_models
 from service.responses import JSONResponse
 from service.routes import router
 from service.settings import Settings
+from service.tracing import TracingMiddleware
+from service.tracing import configure as configure_tracing
 from service.workers import BALANCED_BY_KERNEL, check_port, supervise
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -190,5 +192,8 @@ def create_app(settings: Settings | None = None, models: dict[str, Model] | None
     app.add_middleware(ShedMiddleware)
     app.add_middleware(HeadMiddleware)
     app.add_middleware(ApiKeyMiddleware, key=app.state.api_key)  # nothing below it runs for a stranger
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: every answer is counted, a 401 too
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # every answer is counted, a 401 too
+    if settings.tracing:
+        configure_tracing()
+        app.add_middleware(TracingMiddleware)  # outermost: the request's span covers all of it
     return app

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,13 +43,27 @@ class Overloaded(Exception):
         self.reason, self.retry_after_s = reason, retry_after_s
 
 
+class Timing(Protocol):
+    """When an answered request passed each stage (perf_counter seconds), and the images of the run it joined."""
+
+    queued_at: float
+    started_at: float  # its batch's run began on the inference thread
+    ran_at: float  # the run ended
+    finished_at: float  # its answer was finished (e.g. PNG-encoded)
+    batch_images: int
+
+
 @dataclass
 class _Request:
     feeds: dict[str, np.ndarray]
     size: int
     future: asyncio.Future
-    finish: Callable[[list[np.ndarray]], Any]  # runs on the inference thread, on this request's outputs
+    finish: Callable[[list[np.ndarray]], Any]  # runs on the finishing thread, on this request's outputs
     queued_at: float
+    started_at: float = 0.0
+    ran_at: float = 0.0
+    finished_at: float = 0.0
+    batch_images: int = 0
 
 
 @dataclass
@@ -157,12 +171,13 @@ class MicroBatcher:
         return self.next_return - now
 
     async def submit(self, feeds: dict[str, np.ndarray], finish: Callable[[list[np.ndarray]], Any] = list,
-                     budget_s: float = math.inf) -> Any:
+                     budget_s: float = math.inf, on_timing: Callable[[Timing], None] | None = None) -> Any:
         """Queues one request (any number of images), once `admit` lets it in, and waits for finish(its outputs).
 
         `finish` (e.g. PNG encoding) runs on the scheduler's finishing thread, once per batch for all its
         requests, so the event loop never blocks on it. Cancelling the caller
-        (a deadline, a disconnect) takes the request out of the queue: it is never computed.
+        (a deadline, a disconnect) takes the request out of the queue: it is never computed. `on_timing` gets
+        the answered request's Timing.
         """
         size = len(next(iter(feeds.values())))
         self.admit(size, budget_s)
@@ -173,7 +188,10 @@ class MicroBatcher:
         self.queued += request.size
         self.observers.depth(len(self.waiting))
         self.wakeup.set()
-        return await request.future
+        result = await request.future
+        if on_timing is not None:
+            on_timing(request)
+        return result
 
     def warm_up(self, feeds: dict[str, np.ndarray]) -> None:
         """Runs every batch size the batcher will use three times, from a one-image example (blocking); the
@@ -264,7 +282,11 @@ class MicroBatcher:
 
     def _run_batch(self, feeds: dict[str, np.ndarray], batch: list[_Request]) -> tuple[list[np.ndarray], list | None]:
         """On the inference thread: the run, and its requests' answers when no other thread finishes them."""
+        started = time.perf_counter()
         outputs = self.run(feeds)
+        ran, images = time.perf_counter(), len(next(iter(feeds.values())))
+        for request in batch:
+            request.started_at, request.ran_at, request.batch_images = started, ran, images
         return outputs, self._finish(outputs, batch) if self.scheduler.finisher is None else None
 
     def _finished(self, batch: list[_Request], done: asyncio.Future) -> None:
@@ -293,4 +315,5 @@ class MicroBatcher:
                 results.append(request.finish(mine))
             except Exception as error:
                 results.append(error)
+            request.finished_at = time.perf_counter()
         return results

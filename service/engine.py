@@ -9,8 +9,10 @@ import contextlib
 import math
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -22,6 +24,7 @@ from service.latents import Latents, draw
 from service.metrics import Metrics
 from service.model import CUDA, Model
 from service.settings import Settings
+from service.tracing import record_stages
 
 Session = Literal["generator", "encoder"]  # the two ONNX sessions a model has, by the names V2 serves them under
 
@@ -71,6 +74,7 @@ class Engine:
     def __init__(self, name: str, model: Model, settings: Settings, metrics: Metrics, inference: Inference):
         self.name, self.model, self.settings, self.inference = name, model, settings, inference
         self.key = model_key(model.info()["sha256"])  # what its ETags are made from: a new version changes them
+        self.version = str(model.info()["version"])
         self.ready = False
         self.shed = metrics.shed
         self.in_flight = 0  # requests submitted and not yet answered: a retired version waits for them
@@ -167,10 +171,12 @@ class Engine:
         awaited in between, then waits for its answer within its deadline."""
         deadline = self.deadline(timeout_s)
         batcher = self.batcher(session)
+        on_timing = partial(record_stages, submitted=time.perf_counter(), attributes={
+            "model": self.name, "model.version": self.version, "session": session}) if self.settings.tracing else None
         self.in_flight += 1
         try:
             async with asyncio.timeout(deadline):
-                return await batcher.submit(feeds, finish, self.budget(timeout_s))
+                return await batcher.submit(feeds, finish, self.budget(timeout_s), on_timing)
         except Overloaded as error:
             self.shed.labels(error.reason).inc()
             raise

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(20.0, ge=0, description="on SIGTERM, how long in-flight requests may take to "
                                     "finish before the process exits (keep Kubernetes' terminationGracePeriodSeconds "
                                     "above it)")
+    tracing: bool = Field(False, description="OpenTelemetry traces: a span per request (W3C traceparent continued) "
+                          "with spans for admission, queue, batch and finish; exported over OTLP when "
+                          "OTEL_EXPORTER_OTLP_ENDPOINT is set")
     telemetry: bool = Field(False, description="FastAPI's built-in OpenTelemetry spans, metrics and logs (off: the "
                             "service exports its own Prometheus metrics, and the per-request checks cost CPU)")
     log_level: str = Field("info", description="uvicorn log level")
