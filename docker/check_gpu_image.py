@@ -72,7 +72,7 @@ def main() -> int:
           f"providers available: {', '.join(ort.get_available_providers())}")
     checks = {
         "libraries resolve": check_libraries(),
-        "the session fails only for want of a device": check_session(Path(os.environ["MODEL_DIR"]) / "generator.onnx"),
+        "the session fails only for want of a device": check_session(Path(os.environ["MODEL_REPOSITORY"]) / os.environ["DEFAULT_MODEL"] / "generator.onnx"),
         "the service refuses to run on the CPU when REQUIRE_GPU=1": check_service(),
     }
     for name, passed in checks.items():

@@ -41,7 +41,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     HOST=0.0.0.0 \
     PORT=8000 \
-    MODEL_DIR=/app/models/mnist
+    MODEL_REPOSITORY=/app/models \
+    DEFAULT_MODEL=mnist
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

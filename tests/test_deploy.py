@@ -129,3 +129,21 @@ def test_the_kserve_predictor_runs_the_service_on_the_v2_protocol(client):
         check = container[probe]["httpGet"]
         assert check["port"] == int(env["PORT"]) and check["path"].startswith("/v2/health/")
         assert client.get(check["path"]).status_code == 200  # a route the service answers
+
+
+def test_model_repository_component_mounts_a_volume_where_the_service_reads_models(tmp_path):
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    (tmp_path / "kustomization.yaml").write_text(
+        "resources: [deploy/k8s/overlays/cpu]\ncomponents: [deploy/k8s/components/model-repository]\n")
+    docs = render(tmp_path)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == env["MODEL_REPOSITORY"]]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert mount["readOnly"] and volume["persistentVolumeClaim"]["claimName"] == one(docs, "PersistentVolumeClaim")[
+        "metadata"]["name"]
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    result = subprocess.run([VALIDATE, "--strict", "--quiet", str(manifest)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

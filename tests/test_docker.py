@@ -80,9 +80,10 @@ def test_compose_serves_the_default_model_on_the_gpu():
     devices = api["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     assert api["healthcheck"]["test"] == ["CMD", "python", "-m", "service.healthcheck"]
-    model_dir = re.search(r":-([^}]+)}", api["environment"]["MODEL_DIR"]).group(1)
+    repository, default = api["environment"]["MODEL_REPOSITORY"], re.search(r":-([^}]+)}", api["environment"][
+        "DEFAULT_MODEL"]).group(1)
     host, container = api["volumes"][0].split(":")[:2]
-    assert (ROOT / host / Path(model_dir).relative_to(container) / "generator.onnx").is_file()
+    assert (ROOT / host / Path(repository).relative_to(container) / default / "generator.onnx").is_file()
     command = " ".join(api["command"])
     assert command == "python -m service" and command in (ROOT / "README.md").read_text()
 
