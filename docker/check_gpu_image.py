@@ -70,9 +70,10 @@ def check_service() -> bool:
 def main() -> int:
     print(f"onnxruntime-gpu {ort.__version__}, built for CUDA {build_and_package_info.cuda_version}; "
           f"providers available: {', '.join(ort.get_available_providers())}")
+    model = Path(os.environ["MODEL_REPOSITORY"]) / os.environ["DEFAULT_MODEL"]
     checks = {
         "libraries resolve": check_libraries(),
-        "the session fails only for want of a device": check_session(Path(os.environ["MODEL_REPOSITORY"]) / os.environ["DEFAULT_MODEL"] / "generator.onnx"),
+        "the session fails only for want of a device": check_session(model / "generator.onnx"),
         "the service refuses to run on the CPU when REQUIRE_GPU=1": check_service(),
     }
     for name, passed in checks.items():
