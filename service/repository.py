@@ -51,6 +51,15 @@ def model_directories(settings: Settings) -> dict[str, Path]:
         raise ConfigurationError(f"MODEL_REPOSITORY {repository}: {error.strerror or error}") from None
 
 
+def fingerprint(directory: Path) -> tuple:
+    """What changes when a model directory's files do: their names, sizes and modification times."""
+    try:
+        return tuple(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in directory.iterdir()
+                            if f.suffix in (".json", ".onnx")))
+    except OSError:
+        return ()
+
+
 def default_model(settings: Settings) -> str:
     return settings.model_dir.resolve().name if settings.model_dir is not None else settings.default_model
 
@@ -96,12 +105,17 @@ class Repository:
         self.draining = False  # set on SIGTERM: /readyz answers 503 while in-flight requests finish
         self.changing = asyncio.Lock()  # one load or unload at a time
         self.retiring: set[asyncio.Task] = set()
+        self.seen: dict[str, tuple] = {}  # each directory's fingerprint when it was last loaded, or refused
+        self.polling: asyncio.Task | None = None
 
     async def start(self, models: dict[str, Model]) -> None:
         """Serves the models already opened, each warmed up before the first connection is accepted."""
         self.inference = Inference(self.settings, next(iter(models.values())).provider)
         for name, model in models.items():
+            self.seen[name] = fingerprint(model.directory)
             self.engines[name] = await self.started(name, model)
+        if self.settings.model_poll_s:
+            self.polling = asyncio.create_task(self.poll(self.settings.model_poll_s))
 
     async def started(self, name: str, model: Model) -> Engine:
         engine = Engine(name, model, self.settings, self.metrics, self.inference)
@@ -125,6 +139,7 @@ class Repository:
             directories = model_directories(self.settings)
             if name not in directories:
                 raise UnknownModel(name, sorted(directories))
+            self.seen[name] = fingerprint(directories[name])
             try:
                 model = await run_in_threadpool(open_model, self.settings, directories[name])
             except ModelError as error:
@@ -146,6 +161,19 @@ class Repository:
             if name not in self.engines:
                 raise UnknownModel(name, sorted(self.engines))
             self.retire(self.engines.pop(name))
+
+    async def poll(self, interval_s: float) -> None:
+        """MODEL_POLL_S: loads every directory that is new or whose files changed since it was last loaded or
+        refused (a refused one is tried again once its files change again)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                changed = [name for name, directory in model_directories(self.settings).items()
+                           if fingerprint(directory) != self.seen.get(name)]
+                for name in changed:
+                    await self.load(name)
+            except (LoadRefused, UnknownModel, ConfigurationError) as error:
+                log.warning("repository poll: %s", error)
 
     def retire(self, engine: Engine) -> None:
         task = asyncio.create_task(self._retire(engine))
@@ -170,6 +198,8 @@ class Repository:
         return entries
 
     async def stop(self) -> None:
+        if self.polling is not None:
+            self.polling.cancel()
         for task in list(self.retiring):
             task.cancel()
         for engine in self.engines.values():

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
                                    "-m export`: each is served under its folder name (GET /models)")
     default_model: str = Field("mnist", min_length=1, description="the model the routes answer for when a request "
                                "names none (`?model=`)")
+    model_poll_s: float = Field(0, ge=0, description="every this many seconds, load the repository's new and "
+                                "changed models (0: only on POST /v2/repository/models/NAME/load)")
     model_dir: Path | None = Field(None, description="one model directory to serve instead of MODEL_REPOSITORY (under "
                                    "its folder name, as the default model)")
     require_gpu: bool = Field(False, description="fail start-up unless the CUDA execution provider is active")

@@ -131,3 +131,25 @@ def test_an_unloaded_model_is_listed_unavailable_and_can_be_loaded_again(served)
         assert http.post("/v2/repository/models/beta/load").status_code == 200
         assert http.post("/generate", params={"model": "beta"}, json={}).status_code == 200
         assert http.post("/v2/repository/models/gamma/load").status_code == 404
+
+
+def test_with_polling_a_new_model_and_a_changed_one_are_served_without_a_request(repository, model_dir,
+                                                                                  second_version):
+    server = Server(None, MODEL_REPOSITORY=str(repository), DEFAULT_MODEL="alpha", WORKERS="1", MODEL_POLL_S="0.2")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            shutil.copytree(model_dir, repository / "gamma")
+            for name in ("generator.onnx", "encoder.onnx", "model.json"):
+                shutil.copy(second_version / name, repository / "beta" / name)
+            expected = json.loads((second_version / "model.json").read_text())["files"]
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                served = {m["name"]: m["sha256"] for m in http.get("/models").json()["models"]}
+                if "gamma" in served and served["beta"] == {n: e["sha256"] for n, e in expected.items()}:
+                    break
+                time.sleep(0.2)
+            else:
+                pytest.fail(f"not picked up: {served}")
+            assert http.post("/generate", params={"model": "gamma"}, json={}).status_code == 200
+    finally:
+        server.stop()
