@@ -1,10 +1,10 @@
-"""The service at this tree against the service at an earlier commit and against LitServe, same model, same
+"""The service at this tree against the service at earlier commits and against LitServe, same model, same
 request (`POST /generate` n=1, a PNG), in one run with alternating rounds.
 
-    python bench/peers.py --base HEAD~3 [--rounds 5] [--seconds 5] [--concurrency 16] [--load-generator wrk]
+    python bench/peers.py --base HEAD~3 [--base HEAD~9] [--rounds 5] [--seconds 5] [--concurrency 16] [--load-generator wrk]
 
-The earlier commit is checked out with `git worktree` into a temporary folder and run with this tree's
-virtual environment; LitServe runs `bench/litserve_peer.py` (pip install litserve). The three servers start
+Each earlier commit is checked out with `git worktree` into a temporary folder and run with this tree's
+virtual environment; LitServe runs `bench/litserve_peer.py` (pip install litserve). The servers start
 once and stay up; each round measures them one after the other, in an order that rotates from round to round,
 so a drift of the machine's speed falls on all of them. Prints a markdown table (medians over the rounds, each
 round's ratio) and a JSON line with every round.
@@ -78,7 +78,8 @@ def measure(port: int, pid: int, concurrency: int, seconds: float, load_generato
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", required=True, help="the earlier commit (any git revision)")
+    parser.add_argument("--base", action="append", required=True, help="an earlier commit (any git revision; repeat "
+                        "for several)")
     parser.add_argument("--model", default="models/mnist", help="model directory, relative to each tree")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement")
@@ -88,9 +89,10 @@ def main() -> None:
     args = parser.parse_args()
     python = sys.executable
     with ExitStack() as stack:
-        base_tree = stack.enter_context(worktree(args.base))
-        targets = {"this tree": (ROOT, [python, "-m", "service", "--model", args.model], "/readyz"),
-                   f"base {args.base}": (base_tree, [python, "-m", "service", "--model", args.model], "/readyz")}
+        targets = {"this tree": (ROOT, [python, "-m", "service", "--model", args.model], "/readyz")}
+        for base in args.base:
+            targets[f"base {base}"] = (stack.enter_context(worktree(base)), [python, "-m", "service", "--model",
+                                                                             args.model], "/readyz")
         if not args.no_litserve:
             targets["LitServe"] = (ROOT, [python, "bench/litserve_peer.py", "--model", args.model, "--workers", "2"],
                                    "/health")
