@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import shutil
@@ -43,7 +44,7 @@ from service.routes import router
 from service.settings import Settings
 from service.tracing import TracingMiddleware
 from service.tracing import configure as configure_tracing
-from service.workers import BALANCED_BY_KERNEL, check_port, supervise
+from service.workers import BALANCED_BY_KERNEL, FOLLOW_REPOSITORY, check_port, supervise
 
 STATIC_DIR = Path(__file__).parent / "static"
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
@@ -153,6 +154,8 @@ def create_app(settings: Settings | None = None, models: dict[str, Model] | None
         # once every batch size of every model has run.
         await repository.start(models or open_models(settings))
         drain_on_sigterm(repository)
+        if threading.current_thread() is threading.main_thread():  # SIGHUP: serve the repository's changes
+            asyncio.get_running_loop().add_signal_handler(FOLLOW_REPOSITORY, repository.follow_soon)
         # The app, the model and the libraries live as long as the process: moved out of the collector's
         # reach, a full collection no longer rescans them (it paused every request for ~25 ms).
         gc.freeze()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from service.latents import draw
 from service.metrics import Metrics
 from service.model import CUDA, Model, ModelError, load_model
 from service.settings import ConfigurationError, Settings
+from service.workers import record_unloaded, tell_siblings, unloaded_models
 
 log = logging.getLogger("service.repository")
 RETIRE_GRACE_S = 2.0  # an old version stopped after this long without a request: covers a lookup still on its way
@@ -104,16 +106,18 @@ class Repository:
         self.inference: Inference | None = None
         self.draining = False  # set on SIGTERM: /readyz answers 503 while in-flight requests finish
         self.changing = asyncio.Lock()  # one load or unload at a time
-        self.retiring: set[asyncio.Task] = set()
+        self.background: set[asyncio.Task] = set()  # retirements and follow-ups, kept until done
         self.seen: dict[str, tuple] = {}  # each directory's fingerprint when it was last loaded, or refused
         self.polling: asyncio.Task | None = None
 
     async def start(self, models: dict[str, Model]) -> None:
         """Serves the models already opened, each warmed up before the first connection is accepted."""
         self.inference = Inference(self.settings, next(iter(models.values())).provider)
+        unloaded = unloaded_models()  # a replacement worker serves what its siblings serve
         for name, model in models.items():
             self.seen[name] = fingerprint(model.directory)
-            self.engines[name] = await self.started(name, model)
+            if name not in unloaded:
+                self.engines[name] = await self.started(name, model)
         if self.settings.model_poll_s:
             self.polling = asyncio.create_task(self.poll(self.settings.model_poll_s))
 
@@ -134,7 +138,37 @@ class Repository:
         return found
 
     async def load(self, name: str) -> Engine:
-        """(Re)loads a model from its directory; the version served until then retires once idle."""
+        """(Re)loads a model from its directory; the version served until then retires once idle. The other
+        workers follow."""
+        engine = await self.load_here(name)
+        record_unloaded(unloaded_models() - {name})
+        tell_siblings()
+        return engine
+
+    async def unload(self, name: str) -> None:
+        async with self.changing:
+            if name not in self.engines:
+                raise UnknownModel(name, sorted(self.engines))
+            record_unloaded(unloaded_models() | {name})
+            self.retire(self.engines.pop(name))
+        tell_siblings()
+
+    async def follow(self) -> None:
+        """Serves what the repository and the API decided: loads every model directory that is new or whose files
+        changed since it was last loaded or refused (a refused one again once its files change), unloads what
+        was unloaded through the API (on SIGHUP, from a sibling worker or an operator, and with MODEL_POLL_S)."""
+        unloaded = unloaded_models()
+        for name in [name for name in self.engines if name in unloaded]:
+            async with self.changing:
+                self.retire(self.engines.pop(name))
+        for name, directory in model_directories(self.settings).items():
+            if name not in unloaded and (name not in self.engines or fingerprint(directory) != self.seen.get(name)):
+                try:
+                    await self.load_here(name)
+                except LoadRefused as error:
+                    log.warning("model %s not loaded: %s", name, error)
+
+    async def load_here(self, name: str) -> Engine:
         async with self.changing:
             directories = model_directories(self.settings)
             if name not in directories:
@@ -156,29 +190,25 @@ class Repository:
             log.info("model %s loaded from %s", name, directories[name])
             return engine
 
-    async def unload(self, name: str) -> None:
-        async with self.changing:
-            if name not in self.engines:
-                raise UnknownModel(name, sorted(self.engines))
-            self.retire(self.engines.pop(name))
-
     async def poll(self, interval_s: float) -> None:
-        """MODEL_POLL_S: loads every directory that is new or whose files changed since it was last loaded or
-        refused (a refused one is tried again once its files change again)."""
+        """MODEL_POLL_S: follows the repository every interval_s."""
         while True:
             await asyncio.sleep(interval_s)
             try:
-                changed = [name for name, directory in model_directories(self.settings).items()
-                           if fingerprint(directory) != self.seen.get(name)]
-                for name in changed:
-                    await self.load(name)
-            except (LoadRefused, UnknownModel, ConfigurationError) as error:
+                await self.follow()
+            except ConfigurationError as error:
                 log.warning("repository poll: %s", error)
 
     def retire(self, engine: Engine) -> None:
-        task = asyncio.create_task(self._retire(engine))
-        self.retiring.add(task)
-        task.add_done_callback(self.retiring.discard)
+        self.in_background(self._retire(engine))
+
+    def follow_soon(self) -> None:
+        self.in_background(self.follow())
+
+    def in_background(self, work: Coroutine) -> None:
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def _retire(self, engine: Engine) -> None:
         quiet_since = None
@@ -200,7 +230,7 @@ class Repository:
     async def stop(self) -> None:
         if self.polling is not None:
             self.polling.cancel()
-        for task in list(self.retiring):
+        for task in list(self.background):
             task.cancel()
         for engine in self.engines.values():
             await engine.stop()

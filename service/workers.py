@@ -11,12 +11,15 @@ start-up check refuses a port held by any other kind of listener).
 
 The supervisor replaces a worker that dies or whose event loop stops answering (a heartbeat through shared
 memory, WATCHDOG_S), and the workers die with the supervisor (PR_SET_PDEATHSIG), so no worker outlives it.
+A worker that has changed its models (a load or unload through the API) tells the supervisor (SIGUSR1), which
+tells every worker (SIGHUP) to follow the repository, so all of them serve the same versions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import logging
 import multiprocessing
 import os
@@ -42,6 +45,37 @@ BALANCED_BY_KERNEL = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 STARTUP_S = 120.0  # the longest a worker may take to load and warm up its model before its first heartbeat
 SUPERVISOR_TICK_S = 0.1  # how often the supervisor looks at its workers: a dead one is replaced within this
+MODELS_CHANGED, FOLLOW_REPOSITORY = signal.SIGUSR1, signal.SIGHUP  # worker -> supervisor, supervisor -> workers
+UNLOADED_BYTES = 8192  # room for the names of the models unloaded through the API, as JSON
+supervisor: int | None = None  # in a worker: the supervising process's pid
+shared_unloaded: Any = None  # in a worker: the supervisor's shared array of those names
+local_unloaded: set[str] = set()  # in a single process: the same, kept here
+
+
+def tell_siblings() -> None:
+    """In a supervised worker: has every worker follow the repository (a no-op for a single process)."""
+    if supervisor is not None:
+        os.kill(supervisor, MODELS_CHANGED)
+
+
+def unloaded_models() -> set[str]:
+    """The models unloaded through the API, which every worker leaves unserved until one loads them again."""
+    if shared_unloaded is None:
+        return set(local_unloaded)
+    with shared_unloaded.get_lock():
+        return set(json.loads(shared_unloaded.value.decode() or "[]"))
+
+
+def record_unloaded(names: set[str]) -> None:
+    global local_unloaded
+    if shared_unloaded is None:
+        local_unloaded = set(names)
+        return
+    text = json.dumps(sorted(names)).encode()
+    if len(text) >= UNLOADED_BYTES:
+        raise ConfigurationError(f"too many unloaded models to share among the workers ({len(names)})")
+    with shared_unloaded.get_lock():
+        shared_unloaded.value = text
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -92,10 +126,13 @@ def check_port(host: str, port: int) -> None:
         raise ConfigurationError(f"cannot listen on {host}:{port} (HOST, PORT): {error.strerror or error}") from None
 
 
-def run_worker(settings: Settings, options: dict[str, Any], heartbeat: Synchronized, parent: int) -> None:
+def run_worker(settings: Settings, options: dict[str, Any], heartbeat: Synchronized, parent: int,
+               unloaded: Any) -> None:
     """One worker process: the app built from the supervisor's settings, on its own socket."""
     from service.app import create_app  # the app module imports this one
 
+    global supervisor, shared_unloaded
+    supervisor, shared_unloaded = parent, unloaded
     die_with_parent(parent)
     config = uvicorn.Config(partial(create_app, settings), factory=True, **options)
     server = WatchedServer(config, heartbeat, interval=settings.watchdog_s / 5)
@@ -112,11 +149,11 @@ def forget_worker(pid: int | None) -> None:
 class Worker:
     """A worker process and its heartbeat."""
 
-    def __init__(self, context: BaseContext, settings: Settings, options: dict[str, Any]):
+    def __init__(self, context: BaseContext, settings: Settings, options: dict[str, Any], unloaded: Any):
         self.started = time.monotonic()
         self.heartbeat = context.Value("d", 0.0, lock=False)
-        self.process = context.Process(target=run_worker, args=(settings, options, self.heartbeat, os.getpid()),
-                                       name="infogan-serve-worker")
+        self.process = context.Process(target=run_worker, args=(settings, options, self.heartbeat, os.getpid(),
+                                                                unloaded), name="infogan-serve-worker")
         self.process.start()
 
     def unresponsive(self, now: float, watchdog_s: float) -> bool:
@@ -132,20 +169,31 @@ def supervise(settings: Settings, options: dict[str, Any]) -> None:
     or stuck), is killed and replaced; one whose app failed to start would fail again: then all stop and the
     exit status says so. Workers get SIGTERM from the kernel if the supervisor itself dies."""
     context = multiprocessing.get_context("spawn")
-    stopping = False
+    stopping = models_changed = False
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        # A plain flag, not a threading.Event: the handler runs on the main thread between two bytecodes, and
+        # Plain flags, not a threading.Event: the handler runs on the main thread between two bytecodes, and
         # Event.set from there deadlocks if the signal lands while that thread holds the Event's lock in wait().
         nonlocal stopping
         stopping = True
 
+    def note_models_changed(signum: int, frame: FrameType | None) -> None:
+        nonlocal models_changed
+        models_changed = True
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request_stop)
-    workers = [Worker(context, settings, options) for _ in range(settings.worker_count())]
+    signal.signal(MODELS_CHANGED, note_models_changed)
+    unloaded = context.Array("c", UNLOADED_BYTES)
+    workers = [Worker(context, settings, options, unloaded) for _ in range(settings.worker_count())]
     failed = False
     while not stopping:
         time.sleep(SUPERVISOR_TICK_S)
+        if models_changed:
+            models_changed = False
+            for worker in workers:
+                if worker.process.pid is not None and worker.process.exitcode is None:
+                    os.kill(worker.process.pid, FOLLOW_REPOSITORY)
         now = time.monotonic()
         for index, worker in enumerate(workers):
             process = worker.process
@@ -162,7 +210,7 @@ def supervise(settings: Settings, options: dict[str, Any]) -> None:
                 break
             log.warning("worker %s exited with status %s; starting another", process.pid, process.exitcode)
             forget_worker(process.pid)
-            workers[index] = Worker(context, settings, options)
+            workers[index] = Worker(context, settings, options, unloaded)
     for worker in workers:
         if worker.process.exitcode is None:
             worker.process.terminate()
