@@ -22,7 +22,7 @@ from service.latents import draw
 from service.metrics import Metrics
 from service.model import CUDA, Model, ModelError, load_model
 from service.settings import ConfigurationError, Settings
-from service.workers import record_unloaded, tell_siblings, unloaded_models
+from service.workers import followed, generation, record_unloaded, tell_siblings, unloaded_models
 
 log = logging.getLogger("service.repository")
 RETIRE_GRACE_S = 2.0  # an old version stopped after this long without a request: covers a lookup still on its way
@@ -113,11 +113,12 @@ class Repository:
     async def start(self, models: dict[str, Model]) -> None:
         """Serves the models already opened, each warmed up before the first connection is accepted."""
         self.inference = Inference(self.settings, next(iter(models.values())).provider)
-        unloaded = unloaded_models()  # a replacement worker serves what its siblings serve
+        reached, unloaded = generation(), unloaded_models()  # a replacement worker serves what its siblings serve
         for name, model in models.items():
             self.seen[name] = fingerprint(model.directory)
             if name not in unloaded:
                 self.engines[name] = await self.started(name, model)
+        followed(reached)
         if self.settings.model_poll_s:
             self.polling = asyncio.create_task(self.poll(self.settings.model_poll_s))
 
@@ -142,7 +143,7 @@ class Repository:
         workers follow."""
         engine = await self.load_here(name)
         record_unloaded(unloaded_models() - {name})
-        tell_siblings()
+        await tell_siblings()
         return engine
 
     async def unload(self, name: str) -> None:
@@ -151,13 +152,13 @@ class Repository:
                 raise UnknownModel(name, sorted(self.engines))
             record_unloaded(unloaded_models() | {name})
             self.retire(self.engines.pop(name))
-        tell_siblings()
+        await tell_siblings()
 
     async def follow(self) -> None:
         """Serves what the repository and the API decided: loads every model directory that is new or whose files
         changed since it was last loaded or refused (a refused one again once its files change), unloads what
         was unloaded through the API (on SIGHUP, from a sibling worker or an operator, and with MODEL_POLL_S)."""
-        unloaded = unloaded_models()
+        reached, unloaded = generation(), unloaded_models()
         for name in [name for name in self.engines if name in unloaded]:
             async with self.changing:
                 self.retire(self.engines.pop(name))
@@ -167,6 +168,7 @@ class Repository:
                     await self.load_here(name)
                 except LoadRefused as error:
                     log.warning("model %s not loaded: %s", name, error)
+        followed(reached)
 
     async def load_here(self, name: str) -> Engine:
         async with self.changing:

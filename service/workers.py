@@ -27,6 +27,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass, replace
 from functools import partial
 from multiprocessing.context import BaseContext
 from multiprocessing.sharedctypes import Synchronized
@@ -47,35 +48,70 @@ STARTUP_S = 120.0  # the longest a worker may take to load and warm up its model
 SUPERVISOR_TICK_S = 0.1  # how often the supervisor looks at its workers: a dead one is replaced within this
 MODELS_CHANGED, FOLLOW_REPOSITORY = signal.SIGUSR1, signal.SIGHUP  # worker -> supervisor, supervisor -> workers
 UNLOADED_BYTES = 8192  # room for the names of the models unloaded through the API, as JSON
-supervisor: int | None = None  # in a worker: the supervising process's pid
-shared_unloaded: Any = None  # in a worker: the supervisor's shared array of those names
-local_unloaded: set[str] = set()  # in a single process: the same, kept here
+FOLLOW_TIMEOUT_S = 60.0  # the longest a load waits for the other workers to serve the same version
 
 
-def tell_siblings() -> None:
-    """In a supervised worker: has every worker follow the repository (a no-op for a single process)."""
-    if supervisor is not None:
-        os.kill(supervisor, MODELS_CHANGED)
+@dataclass
+class Fleet:
+    """What a supervisor shares with its workers about their models, in shared memory."""
+
+    supervisor: int  # its pid
+    unloaded: Any  # the names of the models unloaded through the API, as JSON (an Array of chars)
+    generation: Any  # how many loads and unloads were made through the API (a Value)
+    reached: Any  # per worker (by index), the generation it has followed up to (an Array)
+    index: int = 0  # the worker's own
+
+
+fleet: Fleet | None = None  # in a supervised worker
+local_unloaded: set[str] = set()  # in a single process: the unloaded names, kept here
 
 
 def unloaded_models() -> set[str]:
     """The models unloaded through the API, which every worker leaves unserved until one loads them again."""
-    if shared_unloaded is None:
+    if fleet is None:
         return set(local_unloaded)
-    with shared_unloaded.get_lock():
-        return set(json.loads(shared_unloaded.value.decode() or "[]"))
+    with fleet.unloaded.get_lock():
+        return set(json.loads(fleet.unloaded.value.decode() or "[]"))
 
 
 def record_unloaded(names: set[str]) -> None:
     global local_unloaded
-    if shared_unloaded is None:
+    if fleet is None:
         local_unloaded = set(names)
         return
     text = json.dumps(sorted(names)).encode()
     if len(text) >= UNLOADED_BYTES:
         raise ConfigurationError(f"too many unloaded models to share among the workers ({len(names)})")
-    with shared_unloaded.get_lock():
-        shared_unloaded.value = text
+    with fleet.unloaded.get_lock():
+        fleet.unloaded.value = text
+
+
+def generation() -> int:
+    return fleet.generation.value if fleet is not None else 0
+
+
+def followed(reached: int) -> None:
+    """This worker serves what the API decided up to generation `reached`."""
+    if fleet is not None:
+        fleet.reached[fleet.index] = max(fleet.reached[fleet.index], reached)
+
+
+async def tell_siblings() -> None:
+    """After a load or unload here: every worker follows the repository (through the supervisor), and this
+    returns once they all have, or after FOLLOW_TIMEOUT_S. Nothing to do in a single process."""
+    if fleet is None:
+        return
+    with fleet.generation.get_lock():
+        fleet.generation.value += 1
+        reached = fleet.generation.value
+    followed(reached)
+    os.kill(fleet.supervisor, MODELS_CHANGED)
+    deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+    while min(fleet.reached[:]) < reached:
+        if time.monotonic() > deadline:
+            log.warning("a worker has not followed the model change within %g s", FOLLOW_TIMEOUT_S)
+            return
+        await asyncio.sleep(0.02)
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -126,14 +162,13 @@ def check_port(host: str, port: int) -> None:
         raise ConfigurationError(f"cannot listen on {host}:{port} (HOST, PORT): {error.strerror or error}") from None
 
 
-def run_worker(settings: Settings, options: dict[str, Any], heartbeat: Synchronized, parent: int,
-               unloaded: Any) -> None:
+def run_worker(settings: Settings, options: dict[str, Any], heartbeat: Synchronized, shared: Fleet) -> None:
     """One worker process: the app built from the supervisor's settings, on its own socket."""
     from service.app import create_app  # the app module imports this one
 
-    global supervisor, shared_unloaded
-    supervisor, shared_unloaded = parent, unloaded
-    die_with_parent(parent)
+    global fleet
+    fleet = shared
+    die_with_parent(shared.supervisor)
     config = uvicorn.Config(partial(create_app, settings), factory=True, **options)
     server = WatchedServer(config, heartbeat, interval=settings.watchdog_s / 5)
     server.run(sockets=[reuse_port_socket(config.host, config.port)])
@@ -149,11 +184,11 @@ def forget_worker(pid: int | None) -> None:
 class Worker:
     """A worker process and its heartbeat."""
 
-    def __init__(self, context: BaseContext, settings: Settings, options: dict[str, Any], unloaded: Any):
+    def __init__(self, context: BaseContext, settings: Settings, options: dict[str, Any], shared: Fleet):
         self.started = time.monotonic()
         self.heartbeat = context.Value("d", 0.0, lock=False)
-        self.process = context.Process(target=run_worker, args=(settings, options, self.heartbeat, os.getpid(),
-                                                                unloaded), name="infogan-serve-worker")
+        self.process = context.Process(target=run_worker, args=(settings, options, self.heartbeat, shared),
+                                       name="infogan-serve-worker")
         self.process.start()
 
     def unresponsive(self, now: float, watchdog_s: float) -> bool:
@@ -184,8 +219,9 @@ def supervise(settings: Settings, options: dict[str, Any]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request_stop)
     signal.signal(MODELS_CHANGED, note_models_changed)
-    unloaded = context.Array("c", UNLOADED_BYTES)
-    workers = [Worker(context, settings, options, unloaded) for _ in range(settings.worker_count())]
+    count = settings.worker_count()
+    shared = Fleet(os.getpid(), context.Array("c", UNLOADED_BYTES), context.Value("q", 0), context.Array("q", count))
+    workers = [Worker(context, settings, options, replace(shared, index=i)) for i in range(count)]
     failed = False
     while not stopping:
         time.sleep(SUPERVISOR_TICK_S)
@@ -210,7 +246,7 @@ def supervise(settings: Settings, options: dict[str, Any]) -> None:
                 break
             log.warning("worker %s exited with status %s; starting another", process.pid, process.exitcode)
             forget_worker(process.pid)
-            workers[index] = Worker(context, settings, options, unloaded)
+            workers[index] = Worker(context, settings, options, replace(shared, index=index))
     for worker in workers:
         if worker.process.exitcode is None:
             worker.process.terminate()
