@@ -221,12 +221,14 @@ class Repository:
         await engine.stop()
 
     def index(self) -> list[dict]:
-        """Every model in the repository, served or not: name, version (when served) and state."""
+        """Every model in the repository, served or not: name, state and sessions (those its files hold)."""
         entries = []
-        for name in model_directories(self.settings):
+        for name, directory in model_directories(self.settings).items():
             engine = self.engines.get(name)
-            entries.append({"name": name, "version": engine.model.info()["version"] if engine else None,
-                            "state": "READY" if engine and engine.ready else "UNAVAILABLE"})
+            sessions = [session for session in ("generator", "encoder")
+                        if (engine.batcher(session) if engine else (directory / f"{session}.onnx").is_file())]
+            entries.append({"name": name, "state": "READY" if engine and engine.ready else "UNAVAILABLE",
+                            "sessions": sessions})
         return entries
 
     async def stop(self) -> None:

@@ -332,9 +332,7 @@ async def repository_index(request: Request) -> list[dict]:
     repository = request.app.state.repository
     entries = []
     for entry in repository.index():
-        engine = repository.engines.get(entry["name"])
-        sessions = served_sessions(engine) if engine else ("generator", "encoder")
-        for session in sessions:
+        for session in entry["sessions"]:
             ready = entry["state"] == "READY"
             if ready or not only_ready:
                 entries.append({"name": f"{entry['name']}.{session}", "version": VERSION, "state": entry["state"],
