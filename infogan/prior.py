@@ -68,35 +68,38 @@ Array = TypeVar("Array")
 class Draws(Protocol, Generic[Array]):
     """The random numbers a prior needs, from one source (numpy's Generator here, torch's in training)."""
 
-    def normal(self, shape: tuple[int, int]) -> Array: ...
+    def normal(self, shape: tuple[int, ...]) -> Array: ...
 
-    def uniform(self, low: float, high: float, shape: tuple[int, ...]) -> Array: ...
+    def uniform(self, low: float, high: float, shape: tuple[int, ...] | None) -> Array: ...
 
-    def integers(self, high: int, count: int) -> Array: ...
+    def integers(self, high: int, count: int | None) -> Array: ...
 
 
-def draw_parts(layout: LatentLayout, count: int, draws: Draws[Array]) -> tuple[Array, list[Array], list[Array]]:
+def draw_parts(layout: LatentLayout, count: int | None, draws: Draws[Array]) -> tuple[Array, list[Array], list[Array]]:
     """`count` draws from the prior, in this order: the noise (count, noise_dim), each categorical code's values
     (count,) uniform over its values, each continuous code's trained values (count,) uniform over its trained
-    bounds. The order is part of the definition: the same source gives the same latents."""
-    shape = (count, layout.noise_dim)
+    bounds; count None: one draw, the noise (noise_dim,) and each code a scalar. The order is part of the
+    definition: the same source gives the same latents."""
+    shape = (layout.noise_dim,) if count is None else (count, layout.noise_dim)
     noise = draws.normal(shape) if layout.noise == "normal" else draws.uniform(-1.0, 1.0, shape)
     categorical = [draws.integers(code.size, count) for code in layout.categorical]
-    continuous = [draws.uniform(low, high, (count,)) for low, high in trained_bounds(layout)]
+    continuous = [draws.uniform(low, high, None if count is None else (count,)) for low, high in trained_bounds(layout)]
     return noise, categorical, continuous
 
 
 class NumpyDraws:
+    __slots__ = ("rng",)
+
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
 
-    def normal(self, shape: tuple[int, int]) -> np.ndarray:
+    def normal(self, shape: tuple[int, ...]) -> np.ndarray:
         return self.rng.standard_normal(shape)
 
-    def uniform(self, low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
+    def uniform(self, low: float, high: float, shape: tuple[int, ...] | None) -> np.ndarray:
         return self.rng.uniform(low, high, shape)
 
-    def integers(self, high: int, count: int) -> np.ndarray:
+    def integers(self, high: int, count: int | None) -> np.ndarray:
         return self.rng.integers(high, size=count)
 
 

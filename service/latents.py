@@ -129,9 +129,7 @@ def draw(layout: LatentLayout, seed: int, indexes: range | list[int], pins: dict
     continuous = np.empty((len(indexes), len(layout.continuous)), np.float32)
     for row, i in enumerate(indexes):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, i])))
-        noise[row], row_categorical, row_continuous = draw_parts(layout, 1, NumpyDraws(rng))
-        categorical[row] = [part[0] for part in row_categorical]
-        continuous[row] = [part[0] for part in row_continuous]
+        noise[row], categorical[row], continuous[row] = draw_parts(layout, None, NumpyDraws(rng))
     latents = pin(layout, Latents(noise, categorical, continuous),
                   {name: value for name, value in pins.items() if layout.code(name).kind == "categorical"})
     latents.continuous = present(layout, latents.categorical, latents.continuous)

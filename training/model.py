@@ -23,7 +23,7 @@ class TorchDraws:
     def __init__(self, generator: torch.Generator, device: str):
         self.generator, self.device = generator, device
 
-    def normal(self, shape: tuple[int, int]) -> torch.Tensor:
+    def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, device=self.device)
 
     def uniform(self, low: float, high: float, shape: tuple[int, ...]) -> torch.Tensor:
