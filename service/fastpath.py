@@ -38,17 +38,17 @@ async def generate_png(scope: Scope, receive: Receive, send: Send, routed: ASGIA
             or (raw_timeout is not None and timeout_s is None)):  # a header the route refuses with 422
         await routed(scope, receive, send)
         return
-    body, replay = await read_body(receive)
+    body = await read_body(receive)
     try:
         request = schemas.GenerateRequest.model_validate_json(body)
     except ValidationError:  # FastAPI's own 422, naming the field
-        await routed(scope, replay, send)
+        await routed(scope, replaying(body, receive), send)
         return
     state = scope["app"].state
     name = query_model(scope)
     engine = state.repository.engines.get(state.repository.default if name is None else name)
     if engine is None:  # FastAPI's handler names the bad or unknown model
-        await routed(scope, replay, send)
+        await routed(scope, replaying(body, receive), send)
         return
     latents, seed = requested_latents(engine, request)
     png = await unless_disconnected(receive, state.metrics, engine.generate(
@@ -59,15 +59,19 @@ async def generate_png(scope: Scope, receive: Receive, send: Send, routed: ASGIA
     await send({"type": "http.response.body", "body": png})
 
 
-async def read_body(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole request body, and a `receive` that gives it once more as one message, then reads on."""
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body."""
     chunks = []
     while True:
         message = await receive()
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
-            break
-    body, replayed = b"".join(chunks), False
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the body read already once more, as one message, then reads on."""
+    replayed = False
 
     async def replay() -> Message:
         nonlocal replayed
@@ -76,4 +80,4 @@ async def read_body(receive: Receive) -> tuple[bytes, Receive]:
         replayed = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return body, replay
+    return replay
