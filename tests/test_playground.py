@@ -211,3 +211,30 @@ def test_the_playground_asks_for_the_key_and_keeps_it_for_the_tab(offline, keyed
     fresh = offline.new_page()  # another tab asks again
     fresh.goto(keyed_server.url + "/")
     expect(fresh.locator("#key-form")).to_be_visible()
+
+
+def test_the_model_picker_switches_every_request_to_the_chosen_model(browser, model_dir, tmp_path):
+    from tests.conftest import ROOT, Server
+
+    shutil.copytree(ROOT / "models" / "mnist", tmp_path / "mnist")
+    shutil.copytree(model_dir, tmp_path / "tiny")
+    live = Server(None, MODEL_REPOSITORY=str(tmp_path), WORKERS="1")
+    context = browser.new_context(viewport={"width": 1000, "height": 1400}, bypass_csp=True)
+    try:
+        page = context.new_page()
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(live.url + "/")
+        picker = page.get_by_label("Model")
+        expect(picker).to_have_value("mnist")
+        expect(page.get_by_label("slant", exact=True)).to_be_visible()
+        tiny = httpx.get(live.url + "/info", params={"model": "tiny"}).json()["model"]["name"]
+        picker.select_option("tiny")
+        expect(page.locator("#model-line")).to_contain_text(tiny)
+        expect(page.get_by_label("c2 (continuous)")).to_be_visible()  # the tiny model's own, unnamed codes
+        expect(page.get_by_label("slant", exact=True)).to_have_count(0)
+        page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
+        assert any(url.endswith("/generate?model=tiny") for url in requests)
+    finally:
+        context.close()
+        live.stop()

@@ -6,6 +6,7 @@ let info = null;
 let generation = null; // AbortController of the /generate request in flight
 let debounce = null;
 let encoded = null; // the last /encode answer
+let model = null; // the served model the page uses (GET /models), null: the service's default
 
 // With API_KEY set, the service answers 401 to the API's routes: the page asks for the key once and keeps it in
 // sessionStorage, so it lives as long as this tab and is never written to disk or sent to another origin.
@@ -24,8 +25,10 @@ function askForKey() {
   return keyPrompt;
 }
 
-// Every call to the API: with the tab's key when it has one; a 401 asks for the key and sends the request again.
+// Every call to the API: for the chosen model, with the tab's key when it has one; a 401 asks for the key and
+// sends the request again.
 async function api(path, options = {}) {
+  if (model !== null) path += `${path.includes("?") ? "&" : "?"}model=${encodeURIComponent(model)}`;
   for (;;) {
     const key = sessionStorage.getItem(KEY_STORAGE);
     const headers = { ...options.headers, ...(key ? { Authorization: `Bearer ${key}` } : {}) };
@@ -82,8 +85,9 @@ function codeTitle(code) {
 }
 
 function buildControls() {
-  $("controls").addEventListener("submit", (event) => event.preventDefault()); // the page runs no inline script
   const box = $("code-controls");
+  box.replaceChildren();
+  $("traverse-code").replaceChildren();
   for (const code of info.codes) {
     const row = document.createElement("div");
     row.className = "control";
@@ -226,7 +230,8 @@ function loadEncodedCodes() {
   generate();
 }
 
-async function start() {
+// The model's description, and the controls and preview for it.
+async function loadModel() {
   try {
     const response = await api("info");
     if (!response.ok) return showError(`cannot load the model description: ${await apiError(response)}`);
@@ -234,11 +239,29 @@ async function start() {
   } catch (error) {
     return showError(`cannot reach the service: ${error.message}`);
   }
-  const { model, image } = info;
-  $("model-line").textContent = `${model.name} v${model.version} (${model.dataset}), ` +
+  const { image } = info;
+  $("model-line").textContent = `${info.model.name} v${info.model.version} (${info.model.dataset}), ` +
     `${image.width}x${image.height}x${image.channels}, running on ${info.provider}`;
   $("preview").style.width = `${Math.max(224, image.width * 8)}px`;
   buildControls();
+  $("traverse-grid").hidden = true;
+  $("load-codes").hidden = true;
+  generate();
+}
+
+// Several served models: a picker, on the service's default at first.
+async function listModels() {
+  const response = await api("models");
+  if (!response.ok) return;
+  const served = await response.json();
+  if (served.models.length < 2) return;
+  for (const { name } of served.models) $("model").add(new Option(name, name, false, name === served.default));
+  $("model").addEventListener("change", () => { model = $("model").value; loadModel(); });
+  $("model-choice").hidden = false;
+}
+
+async function start() {
+  $("controls").addEventListener("submit", (event) => event.preventDefault()); // the page runs no inline script
   setUpCanvas();
   $("seed").addEventListener("input", scheduleGenerate);
   $("count").addEventListener("input", scheduleGenerate);
@@ -246,7 +269,8 @@ async function start() {
   $("traverse-button").addEventListener("click", traverse);
   $("encode-button").addEventListener("click", encode);
   $("load-codes").addEventListener("click", loadEncodedCodes);
-  generate();
+  await listModels();
+  await loadModel();
 }
 
 start();
