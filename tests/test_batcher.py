@@ -220,3 +220,65 @@ def test_the_engine_names_its_batchers_and_refuses_any_other_name():
             engine.batcher("anything")  # no silent fallback to the generator
     finally:
         inference.stop()
+
+
+def test_batchers_on_one_thread_price_each_others_work():
+    """The encoder's queue is work the generator's requests wait behind: admission counts it."""
+    seconds_per_batch = 0.05
+
+    def slow(feeds):
+        time.sleep(seconds_per_batch)
+        return [feeds["x"]]
+
+    async def main():
+        with ThreadPoolExecutor(1) as executor:
+            scheduler = Scheduler(executor)
+            generator, encoder = (MicroBatcher(slow, scheduler, max_batch=8, wait_s=0, queue_size=64) for _ in range(2))
+            for batcher in (generator, encoder):
+                batcher.batch_seconds = dict.fromkeys(batcher.buckets, seconds_per_batch)
+            serving = [asyncio.create_task(b.serve()) for b in (generator, encoder)]
+            try:
+                idle = await generator.submit(images(1), budget_s=0.001)  # an idle thread takes anything
+                uploads = [asyncio.ensure_future(encoder.submit(images(*range(8)))) for _ in range(8)]  # ~0.4 s
+                await asyncio.sleep(0.01)
+                with pytest.raises(Overloaded) as refused:
+                    await generator.submit(images(2), budget_s=0.2)
+                admitted = await generator.submit(images(3), budget_s=2.0)
+                await asyncio.gather(*uploads)
+                return idle, refused.value, admitted
+            finally:
+                for task in serving:
+                    task.cancel()
+
+    idle, refused, admitted = asyncio.run(main())
+    assert float(idle[0][0, 0]) == 1.0 and float(admitted[0][0, 0]) == 3.0
+    assert refused.reason == "expected_wait" and refused.retry_after_s > 0.2
+
+
+def test_answers_are_finished_off_the_inference_thread():
+    """Batch 1's finish waits for batch 2's run: on one thread for both this would never end."""
+    second_ran = threading.Event()
+
+    def run(feeds):
+        if float(feeds["x"][0, 0]) == 2:
+            second_ran.set()
+        return [feeds["x"]]
+
+    def finish_after_the_second_run(outputs):
+        assert second_ran.wait(5), "the inference thread was blocked by the finishing"
+        return threading.current_thread().name
+
+    async def main():
+        with ThreadPoolExecutor(1, "inference") as executor, ThreadPoolExecutor(1, "finishing") as finisher:
+            batcher = MicroBatcher(run, Scheduler(executor, finisher), max_batch=8, wait_s=0, queue_size=16)
+            serving = asyncio.create_task(batcher.serve())
+            try:
+                first = asyncio.ensure_future(batcher.submit(images(1), finish_after_the_second_run))
+                await asyncio.sleep(0.05)
+                second = await batcher.submit(images(2))
+                return await first, second
+            finally:
+                serving.cancel()
+
+    first, second = asyncio.run(main())
+    assert first.startswith("finishing") and float(second[0][0, 0]) == 2.0
