@@ -8,6 +8,7 @@ import time
 from typing import NamedTuple
 from urllib.parse import parse_qs
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import Overloaded
@@ -90,12 +91,15 @@ class MetricsMiddleware:
 
 
 def route_label(scope: Scope) -> str:
-    """The path template of the route that answered; for an inference request refused before routing (shed,
-    413), the template of its route; else "unmatched"."""
+    """The path template of the route that answered; for a request refused before routing (401, 413, shed),
+    the template of the route it was for; "unmatched" when no route has its path and method."""
     if "route" in scope:
         return scope["route"].path
     known = inference_route(scope["path"])
-    return known.template if known else "unmatched"
+    if known is not None:
+        return known.template
+    matched = next((route for route in scope["app"].router.routes if route.matches(scope)[0] == Match.FULL), None)
+    return getattr(matched, "path", "unmatched")
 
 
 class HeadMiddleware:

@@ -166,7 +166,7 @@ def test_an_api_key_guards_the_api_and_leaves_probes_open(model_dir):
                 assert http.get(path).status_code == 200, path
             counted = http.get("/metrics", headers=good).text  # refusals are requests like any other
             assert 'http_requests_total{method="POST",route="/generate",status="401"} 2.0' in counted
-            assert 'http_requests_total{method="GET",route="unmatched",status="401"}' in counted  # /info, unrouted
+            assert 'http_requests_total{method="GET",route="/info",status="401"} 1.0' in counted  # labelled, unrouted
     finally:
         server.stop()
 
