@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from serve_load import CASES, cpu_seconds, free_port, median, python_clients, wrk_clients
+from serve_load import CASES, cpu_seconds, drive, free_port, median
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE = "POST /generate n=1"
@@ -65,12 +65,7 @@ def server(command: list[str], cwd: Path, port: int, ready_path: str) -> Iterato
 def measure(port: int, pid: int, concurrency: int, seconds: float, load_generator: str) -> dict:
     method, path, body, _ = CASES[CASE]
     before = cpu_seconds(pid)
-    if load_generator == "wrk":
-        load = wrk_clients(port, method, path, body, concurrency, seconds)
-    else:
-        request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-        load = python_clients(port, request, concurrency, seconds)
+    load = drive(port, method, path, body, concurrency, seconds, load_generator)
     requests = max(1, load["requests"])
     return {"requests_per_s": load["requests"] / load["elapsed"], "errors": load["errors"], "p99_ms": load["p99_ms"],
             "server_cpu_ms": (cpu_seconds(pid) - before) / requests * 1000}

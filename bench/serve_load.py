@@ -154,17 +154,22 @@ def wrk_clients(port: int, method: str, path: str, body: bytes, concurrency: int
             "client_cpu": after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime}
 
 
+def drive(port: int, method: str, path: str, body: bytes, concurrency: int, seconds: float,
+          load_generator: str) -> dict:
+    """`concurrency` keep-alive connections sending the request for `seconds`, from wrk or from this process."""
+    if load_generator == "wrk":
+        return wrk_clients(port, method, path, body, concurrency, seconds)
+    request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return python_clients(port, request, concurrency, seconds)
+
+
 def measure(url: str, port: int, case: str, concurrency: int, seconds: float, server_pid: int,
             load_generator: str = "python") -> dict:
     method, path, body, images = CASES[case]
     count_before, sum_before = batch_stats(url)
     server_cpu = cpu_seconds(server_pid)
-    if load_generator == "wrk":
-        load = wrk_clients(port, method, path, body, concurrency, seconds)
-    else:
-        request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-        load = python_clients(port, request, concurrency, seconds)
+    load = drive(port, method, path, body, concurrency, seconds, load_generator)
     server_cpu = cpu_seconds(server_pid) - server_cpu
     count_after, sum_after = batch_stats(url)
     requests = max(1, load["requests"])
