@@ -91,12 +91,12 @@ class Scheduler:
         self.batchers: list[MicroBatcher] = []
 
     def idle(self) -> bool:
-        return not any(batcher.queued or batcher.running for batcher in self.batchers)
+        return not any(batcher.busy for batcher in self.batchers)
 
     def backlog_s(self, besides: MicroBatcher) -> float:
         """Seconds of work queued and running on the thread in the other batchers than `besides`."""
         return sum(batcher.expected_wait(0, alone=True) for batcher in self.batchers
-                   if batcher is not besides and (batcher.queued or batcher.running))
+                   if batcher is not besides and batcher.busy)
 
 
 class MicroBatcher:
@@ -120,6 +120,11 @@ class MicroBatcher:
         self.next_return = 0.0  # the last return slot handed to a refused client (perf_counter time)
         self.expected = 1  # requests in flight when the last run ended (its own and those queued meanwhile)
         self.wakeup = asyncio.Event()  # set by every new request
+
+    @property
+    def busy(self) -> bool:
+        """Has it images queued or running?"""
+        return bool(self.queued or self.running)
 
     def padded(self, images: int) -> int:
         """The batch size a run of `images` is padded to (a larger request runs alone, at its own size)."""

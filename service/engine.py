@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -27,6 +27,19 @@ from service.settings import Settings
 from service.tracing import record_stages
 
 Session = Literal["generator", "encoder"]  # the two ONNX sessions a model has, by the names V2 serves them under
+SESSIONS: tuple[Session, ...] = get_args(Session)
+
+
+def v2_name(model: str, session: Session) -> str:
+    """The V2 model name of one model's session: MODEL.generator, MODEL.encoder."""
+    return f"{model}.{session}"
+
+
+def split_v2_name(name: str) -> tuple[str, str]:
+    """A V2 model name as (model, session); the bare `generator` and `encoder` are the default model's (model
+    ""). The session part is whatever follows the last dot: callers check it against SESSIONS."""
+    model, _, session = name.rpartition(".")
+    return model, session
 
 
 class DeadlineExceeded(Exception):
@@ -73,8 +86,9 @@ class Engine:
 
     def __init__(self, name: str, model: Model, settings: Settings, metrics: Metrics, inference: Inference):
         self.name, self.model, self.settings, self.inference = name, model, settings, inference
-        self.key = model_key(model.info()["sha256"])  # what its ETags are made from: a new version changes them
-        self.version = str(model.info()["version"])
+        card = model.info()
+        self.key = model_key(card["sha256"])  # what its ETags are made from: a new version changes them
+        self.version = str(card["version"])
         self.ready = False
         self.shed = metrics.shed
         self.in_flight = 0  # requests submitted and not yet answered: a retired version waits for them
@@ -111,7 +125,7 @@ class Engine:
         return [b for b in (self.generator, self.encoder) if b]
 
     def idle(self) -> bool:
-        return not self.in_flight and not any(b.queued or b.running for b in self.batchers())
+        return not self.in_flight and not any(b.busy for b in self.batchers())
 
     async def stop(self) -> None:
         """Stops its batchers and takes them off the scheduler (the inference thread stays, for the others)."""

@@ -45,8 +45,7 @@ async def generate_png(scope: Scope, receive: Receive, send: Send, routed: ASGIA
         await routed(scope, replaying(body, receive), send)
         return
     state = scope["app"].state
-    name = query_model(scope)
-    engine = state.repository.engines.get(state.repository.default if name is None else name)
+    engine = state.repository.find(query_model(scope))
     if engine is None:  # FastAPI's handler names the bad or unknown model
         await routed(scope, replaying(body, receive), send)
         return

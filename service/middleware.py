@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import Overloaded
 from service.docs import DOCS_PATHS
-from service.engine import Session
+from service.engine import SESSIONS, Session, split_v2_name
 from service.errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -38,14 +38,8 @@ class InferenceRoute(NamedTuple):
 
     def model(self, scope: Scope) -> str:
         """The served model the request is for: a V2 path names it, the service's routes take `?model=`."""
-        name = v2_model(scope["path"].split("/")[3]) if self.template.startswith("/v2/") else query_model(scope)
+        name = split_v2_name(scope["path"].split("/")[3])[0] if self.template.startswith("/v2/") else query_model(scope)
         return name or scope["app"].state.repository.default
-
-
-def v2_model(name: str) -> str:
-    """The model a V2 name belongs to: MODEL.generator and MODEL.encoder are MODEL's sessions, the bare
-    `generator` and `encoder` the default model's ("" here)."""
-    return name.rpartition(".")[0]
 
 
 SERVICE_ROUTES = {path: InferenceRoute(session, path) for path, session in
@@ -59,8 +53,8 @@ def inference_route(path: str) -> InferenceRoute | None:
     if found is not None or not (path.startswith("/v2/models/") and path.endswith("/infer")):
         return found
     parts = path.split("/")
-    session = parts[3].rpartition(".")[2]
-    if len(parts) not in V2_INFER or session not in ("generator", "encoder"):
+    session = split_v2_name(parts[3])[1]
+    if len(parts) not in V2_INFER or session not in SESSIONS:
         return None
     return InferenceRoute(session, V2_INFER[len(parts)])
 
@@ -132,7 +126,7 @@ class ShedMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = inference_route(scope["path"]) if scope["type"] == "http" else None
-        engine = scope["app"].state.repository.engines.get(route.model(scope)) if route else None
+        engine = scope["app"].state.repository.find(route.model(scope)) if route else None
         if engine is not None:  # an unknown model goes on to the route, which names it
             try:
                 engine.shed_at_door(client_timeout(request_headers(scope).get(b"x-request-timeout")), route.session)

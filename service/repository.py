@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from service.engine import Engine, Inference
+from service.engine import SESSIONS, Engine, Inference
 from service.latents import draw
 from service.metrics import Metrics
 from service.model import CUDA, Model, ModelError, load_model
@@ -131,9 +131,13 @@ class Repository:
     def ready(self) -> bool:
         return not self.draining and all(engine.ready for engine in self.engines.values())
 
+    def find(self, name: str | None = None) -> Engine | None:
+        """The served version of a model, the default one when no name is given (None: none such)."""
+        return self.engines.get(self.default if name is None else name)
+
     def engine(self, name: str | None = None) -> Engine:
-        """The served version of a model (the default one when no name is given); UnknownModel otherwise."""
-        found = self.engines.get(name or self.default)
+        """As `find`, an empty name as none; UnknownModel when there is no such model."""
+        found = self.find(name or None)
         if found is None:
             raise UnknownModel(name or self.default, sorted(self.engines))
         return found
@@ -225,7 +229,7 @@ class Repository:
         entries = []
         for name, directory in model_directories(self.settings).items():
             engine = self.engines.get(name)
-            sessions = [session for session in ("generator", "encoder")
+            sessions = [session for session in SESSIONS
                         if (engine.batcher(session) if engine else (directory / f"{session}.onnx").is_file())]
             entries.append({"name": name, "state": "READY" if engine and engine.ready else "UNAVAILABLE",
                             "sessions": sessions})

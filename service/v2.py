@@ -23,7 +23,7 @@ from fastapi import APIRouter, Header, Request, Response
 
 from infogan import __version__
 from service import schemas
-from service.engine import Engine, Session
+from service.engine import SESSIONS, Engine, Session, split_v2_name, v2_name
 from service.errors import V2Error
 from service.handling import unless_disconnected
 from service.responses import JSONResponse
@@ -64,14 +64,14 @@ def served_sessions(engine: Engine) -> dict[str, tuple[list[TensorSpec], list[Te
 
 
 def v2_names(engine: Engine) -> list[str]:
-    return [f"{engine.name}.{session}" for session in served_sessions(engine)]
+    return [v2_name(engine.name, session) for session in served_sessions(engine)]
 
 
 def resolve(request: Request, name: str, version: str | None) -> tuple[Engine, Session, list, list]:
     """A V2 model name (and version) to its engine, its session and that session's input and output specs."""
     repository = request.app.state.repository
-    model, _, session = name.rpartition(".")
-    engine = repository.engines.get(model or repository.default)
+    model, session = split_v2_name(name)
+    engine = repository.find(model or None)
     if engine is None or session not in served_sessions(engine):
         known = [n for e in repository.engines.values() for n in v2_names(e)]
         raise V2Error(404, f"unknown model {brief(name)}; this server has {', '.join(sorted(known))}")
@@ -314,10 +314,10 @@ async def infer(request: Request, name: str, version: str | None = None, timeout
 
 # --- Triton's model repository extension -------------------------------------------------------------------------
 
-def repository_name(request: Request, name: str) -> str:
+def repository_name(name: str) -> str:
     """A repository model's name from a load or unload path: the folder's name, or one of its V2 names."""
-    model, _, session = name.rpartition(".")
-    return model if model and session in ("generator", "encoder") else name
+    model, session = split_v2_name(name)
+    return model if model and session in SESSIONS else name
 
 
 @router.post("/repository/index")
@@ -335,7 +335,7 @@ async def repository_index(request: Request) -> list[dict]:
         for session in entry["sessions"]:
             ready = entry["state"] == "READY"
             if ready or not only_ready:
-                entries.append({"name": f"{entry['name']}.{session}", "version": VERSION, "state": entry["state"],
+                entries.append({"name": v2_name(entry["name"], session), "version": VERSION, "state": entry["state"],
                                 **({} if ready else {"reason": "unloaded"})})
     return entries
 
@@ -344,11 +344,11 @@ async def repository_index(request: Request) -> list[dict]:
 async def repository_load(request: Request, name: str) -> JSONResponse:
     """(Re)loads a model from its folder; answers once the new version serves (400 naming the file if it cannot
     be served, while the old version keeps serving)."""
-    await request.app.state.repository.load(repository_name(request, name))
+    await request.app.state.repository.load(repository_name(name))
     return JSONResponse({})
 
 
 @router.post("/repository/models/{name}/unload")
 async def repository_unload(request: Request, name: str) -> JSONResponse:
-    await request.app.state.repository.unload(repository_name(request, name))
+    await request.app.state.repository.unload(repository_name(name))
     return JSONResponse({})

@@ -23,6 +23,12 @@ def second_version(tmp_path_factory, trained_run) -> Path:
     return out
 
 
+def install(version: Path, directory: Path) -> None:
+    """A new version of a served model copied over its directory, file by file, as an operator would."""
+    for name in ("generator.onnx", "encoder.onnx", "model.json"):
+        shutil.copy(version / name, directory / name)
+
+
 @pytest.fixture()
 def repository(tmp_path, model_dir) -> Path:
     """alpha and beta (two copies of the tiny model), and a folder that holds no model."""
@@ -97,8 +103,7 @@ def test_a_reload_under_load_fails_no_request_and_a_damaged_version_is_refused(s
             before = http.get("/info", params={"model": "beta"}).json()["model"]["sha256"]
             tag_before = http.get("/generate", params={"model": "beta", "seed": 1}).headers["etag"]
             time.sleep(1)
-            for name in ("generator.onnx", "encoder.onnx", "model.json"):  # the new version, file by file
-                shutil.copy(second_version / name, repository / "beta" / name)
+            install(second_version, repository / "beta")
             loaded = http.post("/v2/repository/models/beta/load")
             assert loaded.status_code == 200, loaded.text
             after = http.get("/info", params={"model": "beta"}).json()["model"]["sha256"]
@@ -139,8 +144,7 @@ def test_with_polling_a_new_model_and_a_changed_one_are_served_without_a_request
     try:
         with httpx.Client(base_url=server.url, timeout=30) as http:
             shutil.copytree(model_dir, repository / "gamma")
-            for name in ("generator.onnx", "encoder.onnx", "model.json"):
-                shutil.copy(second_version / name, repository / "beta" / name)
+            install(second_version, repository / "beta")
             expected = json.loads((second_version / "model.json").read_text())["files"]
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
@@ -164,8 +168,7 @@ def test_every_worker_serves_a_load_and_an_unload_made_through_one_of_them_once_
                                                                                           second_version):
     server = Server(None, MODEL_REPOSITORY=str(repository), DEFAULT_MODEL="alpha", WORKERS="2")
     try:
-        for name in ("generator.onnx", "encoder.onnx", "model.json"):
-            shutil.copy(second_version / name, repository / "beta" / name)
+        install(second_version, repository / "beta")
         assert httpx.post(server.url + "/v2/repository/models/beta/load", timeout=60).status_code == 200
         expected = {n: e["sha256"] for n, e in json.loads((second_version / "model.json").read_text())["files"].items()}
         served = [r.json()["model"]["sha256"] for r in answers_from_fresh_connections(server.url, "/info?model=beta")]
