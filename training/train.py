@@ -297,9 +297,12 @@ class Run:
             "loss_g": means["loss_g"], "info_cat_nats": bound - means["ce"], "info_cat_bound_nats": bound,
             "cont_nll": means["nll"], **real_metrics, "elapsed_s": round(self.elapsed, 2), "device": self.device,
         }
-        optional = (("pair_ce", discriminator.pair_classifier is not None), ("info_real", self.config.real_info_weight > 0),
-                    ("identity_ce", self.config.identity_weight > 0))
-        metrics.update({"info_real_nats" if name == "info_real" else name: means[name] for name, on in optional if on})
+        if discriminator.pair_classifier is not None:
+            metrics["pair_ce"] = means["pair_ce"]
+        if self.config.real_info_weight > 0:
+            metrics["info_real_nats"] = means["info_real"]
+        if self.config.identity_weight > 0:
+            metrics["identity_ce"] = means["identity_ce"]
         if self.layout.continuous:
             metrics["code_effects"] = code_effects(generator, self.layout, scale, self.device, seed=self.config.seed)
         if classifier is not None:
