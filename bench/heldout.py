@@ -1,6 +1,7 @@
 """Measures served models through their API on digits none of them was trained on.
 
     python bench/heldout.py models/mnist [MODEL_DIR ...] [--data-dir bench/data/mnist-heldout]
+    python bench/heldout.py models/fashion-mnist --dataset fashion-mnist --data-dir DIR --split t10k --draws 0
 
 For each model directory, `python -m service` is started on it and asked, over HTTP as any client would:
 - the categorical code's accuracy: every held-out digit is sent to `POST /encode` as a PNG, and the label the
@@ -30,19 +31,19 @@ from serve_load import ROOT, serving
 
 from infogan.effects import FACTORS, factors, main_factor, reference_scale, sweep_slopes
 from infogan.images import png_bytes
-from training.data import VALIDATION_IMAGES, hold_out, load_idx_dataset
+from training.data import VALIDATION_IMAGES, Dataset, hold_out, load_idx_dataset
 
 STEPS = 9
 ROWS_PER_REQUEST = 30  # under the service's max_traverse_rows
 
 
-def accuracy(http: httpx.Client, images: np.ndarray, labels: np.ndarray) -> float:
-    """The share of digits whose /encode label is their true label."""
+def accuracy(http: httpx.Client, images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> float:
+    """The share of images whose /encode label is the name of their true class."""
     correct = 0
     for image, label in zip(images, labels):
         answer = http.post("/encode", content=png_bytes(image), headers={"Content-Type": "image/png"})
         answer.raise_for_status()
-        correct += answer.json()["label"] == str(label)
+        correct += answer.json()["label"] == class_names[label]
     return correct / len(images)
 
 
@@ -71,12 +72,13 @@ def effects(http: httpx.Client, code: dict, draws: int, scale: dict[str, float])
     return {**result, **main_factor(result)}
 
 
-def measure(model_dir: Path, images: np.ndarray, labels: np.ndarray, scale: dict[str, float], draws: int) -> dict:
+def measure(model_dir: Path, dataset: Dataset, scale: dict[str, float], draws: int) -> dict:
     with serving(model_dir, {"WORKERS": "1"}) as server, httpx.Client(base_url=server.url, timeout=60) as http:
         info = http.get("/info").json()
-        result = {"model": str(model_dir), "accuracy": accuracy(http, images, labels), "codes": {}}
+        result = {"model": str(model_dir), "accuracy": accuracy(http, dataset.images, dataset.labels,
+                                                                dataset.class_names), "codes": {}}
         for code in info["codes"]:
-            if code["kind"] == "continuous":
+            if code["kind"] == "continuous" and draws:
                 result["codes"][code["name"]] = effects(http, code, draws, scale)
     return result
 
@@ -96,14 +98,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", type=Path, nargs="+", help="model directories written by python -m export")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "bench" / "data" / "mnist-heldout",
-                        help="labelled digits the models never saw (default: bench/data/mnist-heldout)")
+                        help="labelled images the models never saw (default: bench/data/mnist-heldout)")
+    parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist",
+                        help="what --data-dir holds, for its class names (default mnist)")
     parser.add_argument("--split", choices=["train", "validation", "t10k"], default="train",
                         help="which digits of --data-dir: train-* (default), the last 5,000 of them (the mnist "
                         "preset's validation split, never trained on), or the official test set, t10k-*")
-    parser.add_argument("--draws", type=int, default=150, help="traversal rows per continuous code (default 150)")
+    parser.add_argument("--draws", type=int, default=150, help="traversal rows per continuous code (default 150; "
+                        "0: accuracy only, e.g. for images that are not digits)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
-    dataset = load_idx_dataset(args.data_dir, "mnist", "t10k" if args.split == "t10k" else "train")
+    dataset = load_idx_dataset(args.data_dir, args.dataset, "t10k" if args.split == "t10k" else "train")
     if args.split == "validation":
         dataset = hold_out(dataset, VALIDATION_IMAGES)[1]
     scale = reference_scale(dataset.images)
@@ -113,7 +118,7 @@ def main() -> None:
     print("|---|---|---|---|")
     results = []
     for model_dir in args.models:
-        results.append(measure(model_dir, dataset.images, dataset.labels, scale, args.draws))
+        results.append(measure(model_dir, dataset, scale, args.draws))
         print(row(results[-1]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
