@@ -99,30 +99,34 @@ class Config:
 
     def check(self) -> None:
         """The rules between options; ValueError naming the flag. The latent layout is checked too."""
-        for problem in (
-            self.cr_weight > 0 and self.continuous < 2  # H names which of the continuous codes a pair shares
-            and f"--cr-weight {self.cr_weight:g}: needs at least 2 continuous codes, the run has {self.continuous}",
-            self.cr_start_epoch and not (self.cr_weight > 0 and self.cr_start_epoch < self.epochs)
-            and f"--cr-start-epoch {self.cr_start_epoch}: needs --cr-weight above 0 and fewer than the run's "
-                f"{self.epochs} epochs (else the regulariser never switches on)",
-            self.jitter_stroke > 1  # beyond a full dilation the blend overshoots the pixel range
-            and f"--jitter-stroke {self.jitter_stroke:g}: must be at most 1 (a full 3x3 dilation or erosion)",
-            (self.jitter_shear or self.jitter_stroke) and not self.categorical
-            and "--jitter-shear/--jitter-stroke: only the categorical codes are read from restyled fakes, and the "
-                "run has none",
-            self.real_info_weight and not self.categorical
-            and "--real-info-weight: the term reads the categorical codes of real images, and the run has none",
-            self.identity_weight and not (self.categorical and self.continuous)
-            and "--identity-weight: the term reads the categorical codes of images with continuous codes past the "
-                "prior, and the run lacks one of the two",
-            self.ema_decay >= 1  # a decay of 1 never leaves the initial weights
-            and f"--ema-decay {self.ema_decay:g}: must be below 1 (e.g. 0.999)",
-            self.translate >= self.image_size // 2  # shifts of half the image leave D mostly background
-            and f"--translate {self.translate}: must be under half the {self.image_size}-pixel image (at most "
-                f"{self.image_size // 2 - 1}; the mnist preset uses 2)",
-        ):
-            if problem:
-                raise ValueError(problem)
+        rules = [  # (broken, what the user is told)
+            # H names which of the continuous codes a pair shares
+            (self.cr_weight > 0 and self.continuous < 2,
+             f"--cr-weight {self.cr_weight:g}: needs at least 2 continuous codes, the run has {self.continuous}"),
+            (self.cr_start_epoch and not (self.cr_weight > 0 and self.cr_start_epoch < self.epochs),
+             f"--cr-start-epoch {self.cr_start_epoch}: needs --cr-weight above 0 and fewer than the run's "
+             f"{self.epochs} epochs (else the regulariser never switches on)"),
+            # beyond a full dilation the blend overshoots the pixel range
+            (self.jitter_stroke > 1,
+             f"--jitter-stroke {self.jitter_stroke:g}: must be at most 1 (a full 3x3 dilation or erosion)"),
+            ((self.jitter_shear or self.jitter_stroke) and not self.categorical,
+             "--jitter-shear/--jitter-stroke: only the categorical codes are read from restyled fakes, and the "
+             "run has none"),
+            (self.real_info_weight and not self.categorical,
+             "--real-info-weight: the term reads the categorical codes of real images, and the run has none"),
+            (self.identity_weight and not (self.categorical and self.continuous),
+             "--identity-weight: the term reads the categorical codes of images with continuous codes past the "
+             "prior, and the run lacks one of the two"),
+            # a decay of 1 never leaves the initial weights
+            (self.ema_decay >= 1, f"--ema-decay {self.ema_decay:g}: must be below 1 (e.g. 0.999)"),
+            # shifts of half the image leave D mostly background
+            (self.translate >= self.image_size // 2,
+             f"--translate {self.translate}: must be under half the {self.image_size}-pixel image (at most "
+             f"{self.image_size // 2 - 1}; the mnist preset uses 2)"),
+        ]
+        for broken, message in rules:
+            if broken:
+                raise ValueError(message)
         self.layout()
 
 
