@@ -27,6 +27,7 @@ from onnx import helper, numpy_helper
 from torch import nn
 
 from infogan.files import sha256
+from infogan.images import framing
 from infogan.latent import LatentLayout
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_networks
 from training.model import Discriminator, Generator, sample_latents
@@ -162,7 +163,8 @@ def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None, pre
         "version": version,
         "dataset": state.get("dataset", config.dataset),
         "image": {"channels": config.image_channels, "height": config.image_size, "width": config.image_size,
-                  "layout": "NCHW", "dtype": "float32", "value_range": list(VALUE_RANGE)},
+                  "layout": "NCHW", "dtype": "float32", "value_range": list(VALUE_RANGE),
+                  "framing": framing(state.get("dataset", config.dataset))},
         "latent": layout.to_dict(),
         "training": {"config": asdict(config), "step": state["step"], "commands": state.get("commands", []),
                      "metrics": history[-1] if history else {}},

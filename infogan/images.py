@@ -9,6 +9,18 @@ import numpy as np
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+# How a data set frames its grey images, which /encode repeats on an upload (service/imaging.py): MNIST fits
+# each digit's box into 20 x 20 pixels and puts its centre of mass at the frame's centre; Fashion-MNIST scales
+# each product's box until its longer side fills the frame, and centres the box. Images of any other data set
+# are taken whole and resized.
+FRAMINGS = {"mnist": "mnist", "fashion-mnist": "fill"}
+FRAMING_KINDS = ("mnist", "fill", "resize")
+
+
+def framing(dataset: str | None) -> str:
+    """The framing of a data set's grey images: FRAMINGS's, else "resize"."""
+    return FRAMINGS.get(dataset or "", "resize")
+
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Generator output in [-1, 1], (N, C, H, W) float -> uint8 of the same shape."""

@@ -80,31 +80,45 @@ def _gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
-def to_model_input(image: Image.Image, channels: int, size: int) -> np.ndarray:
+def to_model_input(image: Image.Image, channels: int, size: int, framing: str = "mnist") -> np.ndarray:
     """(1, C, size, size) float32 in [-1, 1].
 
-    Grayscale models were trained on light strokes on black, framed like MNIST: a dark drawing on a light
-    background (border brighter than mid-grey) is inverted against the paper's own shade and stretched to full
-    contrast, and the content is framed as MNIST frames its digits. RGB images are only resized.
+    Grey models were trained on light content on black: a dark drawing on a light background (border brighter
+    than mid-grey) is inverted against the paper's own shade and stretched to full contrast, then framed as the
+    model's data set frames its images (`framing`, infogan/images.py): "mnist" fits the content into 20/28 of
+    the frame and centres its mass, "fill" scales it until its longer side fills the frame and centres it,
+    "resize" resizes the whole image. RGB images are only resized.
     """
-    if channels == 1:
-        gray = _gray(_flatten(image))
-        border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-        pixels = gray
-        if border.mean() > 127:  # ink on paper: the paper (rarely pure white in a photo) becomes black
-            paper = np.median(border)
-            pixels = np.clip(paper - gray, 0, None)
-            pixels *= 255 / max(float(pixels.max()), 1.0)
+    if channels != 1:
+        rgb = _flatten(image).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
+        return (np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0)[None].astype(np.float32)
+    gray = _gray(_flatten(image))
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    pixels = gray
+    if border.mean() > 127:  # ink on paper: the paper (rarely pure white in a photo) becomes black
+        paper = np.median(border)
+        pixels = np.clip(paper - gray, 0, None)
+        pixels *= 255 / max(float(pixels.max()), 1.0)
+    if framing != "resize":
         rows, cols = np.nonzero(pixels > 32)  # ignore faint noise (JPEG ringing, paper texture) around the content
         if len(rows):
             pixels = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-        array = np.zeros((1, size, size), dtype=np.float32)
-        if pixels.max() > 0:
-            array[0] = _mnist_frame(pixels, size)
-    else:
-        rgb = _flatten(image).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
-        array = np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1)
+    array = np.zeros((1, size, size), dtype=np.float32)
+    if pixels.max() > 0:
+        array[0] = _mnist_frame(pixels, size) if framing == "mnist" else _fit(pixels, size, framing == "fill")
     return (array / 127.5 - 1.0)[None].astype(np.float32)
+
+
+def _fit(pixels: np.ndarray, size: int, keep_aspect: bool) -> np.ndarray:
+    """The pixels resized to fill the frame (the longer side when `keep_aspect`, centred), as float32."""
+    height, width = pixels.shape
+    scale = size / max(height, width) if keep_aspect else None
+    shape = (max(1, round(width * scale)), max(1, round(height * scale))) if scale else (size, size)
+    box = np.asarray(Image.fromarray(pixels.astype(np.uint8)).resize(shape, Image.Resampling.BOX), dtype=np.float32)
+    frame = np.zeros((size, size), dtype=np.float32)
+    top, left = (size - box.shape[0]) // 2, (size - box.shape[1]) // 2
+    frame[top : top + box.shape[0], left : left + box.shape[1]] = box
+    return frame
 
 
 def _mnist_frame(pixels: np.ndarray, size: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from infogan.files import sha256
+from infogan.images import FRAMING_KINDS, framing
 from infogan.latent import LatentLayout
 from service.latents import CONTINUOUS_LIMIT
 from service.settings import ConfigurationError
@@ -75,6 +76,10 @@ def _metadata(session: ort.InferenceSession, path: Path) -> tuple[LatentLayout, 
         raise ModelError(f"{path}: its infogan.image metadata must give positive channels, height and width")
     if not isinstance(card, dict):
         raise ModelError(f"{path}: its infogan.model metadata must be a JSON object")
+    image.setdefault("framing", framing(card.get("dataset")))  # files exported before the exporter wrote it
+    if image["framing"] not in FRAMING_KINDS:
+        raise ModelError(f"{path}: its infogan.image framing must be one of {', '.join(FRAMING_KINDS)}, "
+                         f"got {image['framing']!r}")
     return layout, image, card
 
 

@@ -255,7 +255,7 @@ async def encode(request: Request, timeout_s: RequestTimeout = None, model: Mode
     async with engine.decoding():
         array = await run_in_threadpool(lambda: to_model_input(
             decode(body, content_type, engine.settings.max_upload_pixels, MAX_UPLOAD_SIDE),
-            image_info["channels"], image_info["height"]))
+            image_info["channels"], image_info["height"], image_info["framing"]))
     probabilities, means = await unless_disconnected(request.receive, request.app.state.metrics,
                                                      engine.encode(array, timeout_s))
     return read_encoding(engine.model.layout, probabilities[0], means[0])

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt
 
+from infogan.images import FRAMING_KINDS
 from service.latents import CONTINUOUS_LIMIT
 
 CodeValue = StrictInt | StrictFloat
@@ -82,6 +83,10 @@ class ImageInfo(BaseModel):
     channels: int
     height: int
     width: int
+    framing: Literal[FRAMING_KINDS] = Field(  # type: ignore[valid-type]
+        description="how /encode frames a grey upload, as the model's data set frames its images: mnist (the "
+        "content fitted into 20/28 of the frame, its centre of mass centred), fill (its longer side filling the "
+        "frame, centred), resize (the whole image resized)")
 
 
 class ModelInfo(BaseModel):

@@ -23,7 +23,7 @@ def test_export_writes_verified_self_describing_files(model_dir, trained_run):
     state = load_checkpoint(trained_run / "checkpoint.pt")
     assert LatentLayout.from_dict(card["latent"]) == state["layout"]
     assert card["image"] == {"channels": 1, "height": 28, "width": 28, "layout": "NCHW", "dtype": "float32",
-                             "value_range": [-1.0, 1.0]}
+                             "value_range": [-1.0, 1.0], "framing": "mnist"}  # the tiny preset's data: MNIST
     assert card["training"]["config"]["preset"] == "tiny" and card["training"]["commands"][0].startswith("python -m training")
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from infogan.files import sha256
 from tests.conftest import Server, free_port, run
 from tests.test_service import worker_pids
 
@@ -280,6 +282,20 @@ def test_a_damaged_model_directory_is_one_line_and_exit_2(model_dir, tmp_path, w
     result = run("service", "--model", str(model), "--port", str(free_port()),
                  env={**os.environ, "WORKERS": workers}, timeout=60)
     assert message in one_line_failure(result)
+
+
+def test_an_unknown_framing_in_the_files_metadata_is_one_line_and_exit_2(model_dir, tmp_path):
+    model = copy_model(model_dir, tmp_path / "model")
+    card = json.loads((model / "model.json").read_text())
+    for name in ("generator.onnx", "encoder.onnx"):  # the metadata changed, the hashes kept true
+        proto = onnx.load(str(model / name))
+        (image,) = [prop for prop in proto.metadata_props if prop.key == "infogan.image"]
+        image.value = json.dumps({**json.loads(image.value), "framing": "sideways"})
+        onnx.save(proto, str(model / name))
+        card["files"][name]["sha256"] = sha256(model / name)
+    (model / "model.json").write_text(json.dumps(card))
+    result = run("service", "--model", str(model), "--port", str(free_port()), timeout=60)
+    assert "framing must be one of mnist, fill, resize, got 'sideways'" in one_line_failure(result)
 
 
 def test_a_model_directory_that_is_a_file_is_named(tmp_path):

@@ -1,4 +1,5 @@
-"""Image handling: /encode's preprocessing frames uploads the way MNIST frames its digits; PNG encoding."""
+"""Image handling: /encode's preprocessing frames uploads the way the model's data set frames its images (MNIST's
+digits, Fashion-MNIST's products, or the whole image); PNG encoding."""
 
 import io
 
@@ -41,6 +42,38 @@ def test_paper_drawings_and_jpegs_frame_like_their_clean_original():
 
 def test_blank_page_gives_an_empty_frame():
     assert np.all(to_model_input(Image.new("L", (50, 50), 255), 1, 28) == -1)
+
+
+def garment(canvas: tuple[int, int], box: tuple[int, int, int, int], dark_on_light: bool = False) -> Image.Image:
+    """A filled, textured shape (left, top, right, bottom) on a plain canvas, as a product photo."""
+    pixels = np.full(canvas[::-1], 255 if dark_on_light else 0, np.uint8)
+    left, top, right, bottom = box
+    shade = np.random.default_rng(1).integers(90, 200, (bottom - top, right - left))
+    pixels[top:bottom, left:right] = 255 - shade if dark_on_light else shade
+    return Image.fromarray(pixels)
+
+
+def test_fill_framing_keeps_a_fashion_mnist_image_as_it_is():
+    image = garment((28, 28), (6, 0, 22, 28))  # as Fashion-MNIST frames a dress: its height fills the frame
+    array = to_model_input(image, 1, 28, "fill")[0, 0]
+    assert np.abs((array + 1) * 127.5 - np.asarray(image, np.float32)).max() < 0.01
+
+
+def test_fill_framing_scales_the_longer_side_to_the_frame_and_centres_the_box():
+    array = to_model_input(garment((400, 300), (10, 20, 110, 220), dark_on_light=True), 1, 28, "fill")[0, 0]
+    rows, cols = np.nonzero(array > -1)
+    assert (rows.min(), rows.max()) == (0, 27) and (cols.min(), cols.max()) == (7, 20)  # 200 x 100 -> 28 x 14
+
+
+def test_resize_framing_takes_the_whole_image():
+    array = to_model_input(garment((56, 56), (0, 0, 28, 28)), 1, 28, "resize")[0, 0]
+    assert np.all(array[:14, :14] > -1) and np.all(array[14:, :] == -1) and np.all(array[:, 14:] == -1)
+
+
+def test_mnist_framing_shrinks_what_fill_framing_keeps():
+    image = garment((28, 28), (6, 0, 22, 28))
+    rows = np.nonzero(to_model_input(image, 1, 28, "mnist")[0, 0] > -1)[0]
+    assert rows.max() - rows.min() + 1 == 20
 
 
 def test_rgb_models_get_a_plain_resize():
