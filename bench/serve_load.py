@@ -275,9 +275,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model: Path, port: int, env: dict, replay: bool = False) -> subprocess.Popen:
+def start_server(model: Path | None, port: int, env: dict, replay: bool = False) -> subprocess.Popen:
+    """`model`: one model directory, or None for the repository (models/, or MODEL_REPOSITORY in `env`)."""
     command = [__file__, "--serve-replaying"] if replay else ["-m", "service"]
-    process = subprocess.Popen([sys.executable, *command, "--model", str(model), "--port", str(port)], cwd=ROOT,
+    if model is not None:
+        command += ["--model", str(model)]
+    process = subprocess.Popen([sys.executable, *command, "--port", str(port)], cwd=ROOT,
                                env={**os.environ, "LOG_LEVEL": "warning", **env})  # otherwise the defaults
     for _ in range(300):
         try:
@@ -300,7 +303,7 @@ class Served:
 
 
 @contextmanager
-def serving(model: Path, env: dict, replay: bool = False) -> Iterator[Served]:
+def serving(model: Path | None, env: dict, replay: bool = False) -> Iterator[Served]:
     """`python -m service` on a free port, ready, for the length of the block; stopped after it."""
     port = free_port()
     process = start_server(model, port, env, replay)
