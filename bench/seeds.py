@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from heldout import ROOT, lower_share, measure
 
 from infogan.effects import reference_scale
-from training.data import load_dataset
+from training.data import Dataset, load_dataset
 
 
 def stale(output: Path, source: Path) -> bool:
@@ -42,7 +42,7 @@ def step(command: list[str], log: Path) -> int:
     return code
 
 
-def evaluate(run: Path, data_dir: Path, heldout: tuple, draws: int) -> dict:
+def evaluate(run: Path, data_dir: Path, heldout: tuple[Dataset, dict[str, float]], draws: int) -> dict:
     """Exports, aligns and measures one run (each step only where its output is out of date)."""
     raw, aligned, results = run / "model-raw", run / "model", run / "heldout.json"
     checkpoint = run / "checkpoint.pt"
@@ -56,8 +56,8 @@ def evaluate(run: Path, data_dir: Path, heldout: tuple, draws: int) -> dict:
             (aligned / "model.json").unlink()
     models = [raw] + ([aligned] if not stale(aligned / "model.json", raw / "model.json") else [])
     if stale(results, run / "align.log"):
-        images, labels, scale = heldout
-        results.write_text(json.dumps([measure(model, images, labels, scale, draws) for model in models], indent=2) + "\n")
+        dataset, scale = heldout
+        results.write_text(json.dumps([measure(model, dataset, scale, draws) for model in models], indent=2) + "\n")
     measured = {Path(result["model"]).name: result for result in json.loads(results.read_text())}
     config = json.loads((raw / "model.json").read_text())["training"]["config"]
     lines = (run / "metrics.jsonl").read_text().splitlines()
@@ -102,7 +102,7 @@ def main() -> None:
         if not (run / "label_map.json").exists():  # written when a run finishes
             raise SystemExit(f"error: {run}: not a finished run (no label_map.json)")
     dataset = load_dataset("mnist", args.heldout_dir, 1, 28)
-    heldout = (dataset.images, dataset.labels, reference_scale(dataset.images))
+    heldout = (dataset, reference_scale(dataset.images))
     rows = [evaluate(run, args.data_dir, heldout, args.draws) for run in args.runs]
     print(table(rows))
     if args.json:

@@ -74,10 +74,11 @@ def dev_tool(name: str) -> str | None:
     return shutil.which(name, path=str(Path(PYTHON).parent)) or shutil.which(name)
 
 
-def traversals_across_a_signal(url: str, clients: int, signal: Callable[[], object],
-                                after_s: float) -> tuple[list[int], bool, float]:
+def traversals_across_a_signal(url: str, clients: int, signal: Callable[[], object]) -> tuple[list[int], bool, float]:
     """`clients` traversals of 1,024 images each, on connections opened beforehand (as a load balancer's pooled
-    ones are), with `signal()` called `after_s` seconds after they were sent, while they still run.
+    ones are), with `signal()` called once the service holds them (all but two queued for inference, as its
+    /metrics says: on a busy machine the service may read them late, and a request it has not read when the
+    signal comes is rightly refused).
 
     Returns their statuses, whether any finished after the signal (it came while they were in flight), and when
     the signal was sent (time.monotonic()).
@@ -93,7 +94,9 @@ def traversals_across_a_signal(url: str, clients: int, signal: Callable[[], obje
 
         with ThreadPoolExecutor(clients) as pool:
             answers = [pool.submit(traverse, http) for http in connections]
-            time.sleep(after_s)
+            deadline = time.monotonic() + 30
+            while queued_for_inference(url) < clients - 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
             signalled = time.monotonic()
             signal()
             results = [answer.result() for answer in answers]
@@ -101,6 +104,12 @@ def traversals_across_a_signal(url: str, clients: int, signal: Callable[[], obje
         for http in connections:
             http.close()
     return [status for status, _ in results], any(finished > signalled for _, finished in results), signalled
+
+
+def queued_for_inference(url: str) -> float:
+    """Requests waiting for inference, over every model, session and worker (`inference_queue_depth`)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("inference_queue_depth{"))
 
 
 def free_port() -> int:

@@ -143,12 +143,12 @@ def test_the_images_healthcheck_command_works_inside_it(container, image):
 def test_sigterm_lets_in_flight_requests_finish_and_the_container_exit_within_the_grace(image):
     name, grace = f"infogan-test-sigterm-{os.getpid()}", 15
     url = start(image, name, free_port(), *LOCKED_DOWN, "--env", f"SHUTDOWN_GRACE_S={grace}",
-                "--env", "MAX_QUEUE_WAIT_S=60")
+                "--env", "MAX_QUEUE_WAIT_S=60", "--env", "REQUEST_TIMEOUT_S=60")
     try:
         def sigterm() -> None:
             assert podman("kill", "--signal", "TERM", name).returncode == 0
 
-        statuses, in_flight, signalled = traversals_across_a_signal(url, 8, sigterm, after_s=0.3)
+        statuses, in_flight, signalled = traversals_across_a_signal(url, 8, sigterm)
         waited = podman("wait", name, timeout=grace + 30)
         exited = time.monotonic() - signalled
         # uvicorn re-raises the signal once it has shut down cleanly: 143 (128 + SIGTERM) reads as a clean exit

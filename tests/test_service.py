@@ -37,7 +37,7 @@ def test_health_ready_info(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     info = client.get("/info").json()
-    assert info["image"] == {"channels": 1, "height": 28, "width": 28} and info["noise_dim"] == 8
+    assert info["image"] == {"channels": 1, "height": 28, "width": 28, "framing": "mnist"} and info["noise_dim"] == 8
     assert [(c["index"], c["name"], c["kind"]) for c in info["codes"]] == [
         (1, "c1", "categorical"), (2, "c2", "continuous"), (3, "c3", "continuous")]
     assert info["codes"][0]["size"] == 10 and sorted(info["codes"][0]["labels"]) == [str(d) for d in range(10)]
@@ -451,9 +451,10 @@ def test_schemathesis_finds_nothing_with_every_check(server, tmp_path):
 def test_sigterm_lets_in_flight_requests_finish_then_exits():
     # The shipped model, not the tiny one: on an idle machine the tiny model's traversals can all finish before
     # the signal, and the test would no longer see any request in flight.
-    server = Server(ROOT / "models" / "mnist", WORKERS="1", SHUTDOWN_GRACE_S="20", MAX_QUEUE_WAIT_S="60")
+    server = Server(ROOT / "models" / "mnist", WORKERS="1", SHUTDOWN_GRACE_S="20", MAX_QUEUE_WAIT_S="60",
+                    REQUEST_TIMEOUT_S="60")  # on a busy machine the twelve take more than the default 10 s
     statuses, in_flight, signalled = traversals_across_a_signal(
-        server.url, 12, lambda: server.process.send_signal(signal.SIGTERM), after_s=0.2)
+        server.url, 12, lambda: server.process.send_signal(signal.SIGTERM))
     assert statuses == [200] * 12
     assert in_flight  # some were in flight when the signal came
     # uvicorn re-raises the signal once it has shut down cleanly, so the exit reads as "terminated by SIGTERM"
