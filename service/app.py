@@ -38,7 +38,7 @@ from service.middleware import (
 )
 from service.model import Model
 from service.protocol import LIMITS_KEY, ConnectionLimits, LimitedHttpToolsProtocol
-from service.repository import Repository, open_models
+from service.repository import Repository
 from service.responses import JSONResponse
 from service.routes import router
 from service.settings import Settings
@@ -152,10 +152,11 @@ def create_app(settings: Settings | None = None, models: dict[str, Model] | None
         app.state.repository = repository
         # Warmed up before the first connection is accepted: a worker that shares the port takes traffic only
         # once every batch size of every model has run.
-        await repository.start(models or open_models(settings))
+        await repository.start(models)
         drain_on_sigterm(repository)
         if threading.current_thread() is threading.main_thread():  # SIGHUP: serve the repository's changes
             asyncio.get_running_loop().add_signal_handler(FOLLOW_REPOSITORY, repository.follow_soon)
+            repository.catch_up()
         # The app, the model and the libraries live as long as the process: moved out of the collector's
         # reach, a full collection no longer rescans them (it paused every request for ~25 ms).
         gc.freeze()

@@ -109,16 +109,23 @@ class Repository:
         self.background: set[asyncio.Task] = set()  # retirements and follow-ups, kept until done
         self.seen: dict[str, tuple] = {}  # each directory's fingerprint when it was last loaded, or refused
         self.polling: asyncio.Task | None = None
+        self.reached = 0  # the generation of the API's changes this worker started from (service/workers.py)
 
-    async def start(self, models: dict[str, Model]) -> None:
-        """Serves the models already opened, each warmed up before the first connection is accepted."""
+    async def start(self, models: dict[str, Model] | None = None) -> None:
+        """Serves the repository's models (or those given, already opened), each warmed up before the first
+        connection is accepted."""
+        # What the API decided and the files' fingerprints, read before the files are: a worker serves what its
+        # siblings serve, a load made through a sibling while this one starts is newer than `reached` (followed
+        # by `catch_up`), and a directory that changes while it is read is loaded again by `follow`.
+        self.reached, unloaded = generation(), unloaded_models()
+        fingerprints = {name: fingerprint(directory) for name, directory in model_directories(self.settings).items()}
+        models = models or open_models(self.settings)
         self.inference = Inference(self.settings, next(iter(models.values())).provider)
-        reached, unloaded = generation(), unloaded_models()  # a replacement worker serves what its siblings serve
         for name, model in models.items():
-            self.seen[name] = fingerprint(model.directory)
+            self.seen[name] = fingerprints.get(name) or fingerprint(model.directory)
             if name not in unloaded:
                 self.engines[name] = await self.started(name, model)
-        followed(reached)
+        followed(self.reached)
         if self.settings.model_poll_s:
             self.polling = asyncio.create_task(self.poll(self.settings.model_poll_s))
 
@@ -210,6 +217,11 @@ class Repository:
 
     def follow_soon(self) -> None:
         self.in_background(self.follow())
+
+    def catch_up(self) -> None:
+        """Once the worker listens for news of changes: follows any made through a sibling while it started."""
+        if generation() > self.reached:
+            self.follow_soon()
 
     def in_background(self, work: Coroutine) -> None:
         task = asyncio.create_task(work)

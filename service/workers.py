@@ -169,6 +169,9 @@ def run_worker(settings: Settings, options: dict[str, Any], heartbeat: Synchroni
     global fleet
     fleet = shared
     die_with_parent(shared.supervisor)
+    # Until the app listens for it (service/app.py), news of a model change must not end the process (SIGHUP's
+    # default); a change made meanwhile is caught up then (Repository.catch_up).
+    signal.signal(FOLLOW_REPOSITORY, signal.SIG_IGN)
     config = uvicorn.Config(partial(create_app, settings), factory=True, **options)
     server = WatchedServer(config, heartbeat, interval=settings.watchdog_s / 5)
     server.run(sockets=[reuse_port_socket(config.host, config.port)])
