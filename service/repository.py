@@ -118,7 +118,8 @@ class Repository:
         # siblings serve, a load made through a sibling while this one starts is newer than `reached` (followed
         # by `catch_up`), and a directory that changes while it is read is loaded again by `follow`.
         self.reached, unloaded = generation(), unloaded_models()
-        fingerprints = {name: fingerprint(directory) for name, directory in model_directories(self.settings).items()}
+        fingerprints = {} if models else {name: fingerprint(directory)
+                                          for name, directory in model_directories(self.settings).items()}
         models = models or open_models(self.settings)
         self.inference = Inference(self.settings, next(iter(models.values())).provider)
         for name, model in models.items():
