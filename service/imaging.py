@@ -105,34 +105,45 @@ def to_model_input(image: Image.Image, channels: int, size: int, framing: str = 
             pixels = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     array = np.zeros((1, size, size), dtype=np.float32)
     if pixels.max() > 0:
-        array[0] = _mnist_frame(pixels, size) if framing == "mnist" else _fit(pixels, size, framing == "fill")
+        if framing == "mnist":
+            array[0] = _mnist_frame(pixels, size)
+        elif framing == "fill":
+            array[0] = _fill_frame(pixels, size)
+        else:
+            array[0] = _resized(pixels, size, size)
     return (array / 127.5 - 1.0)[None].astype(np.float32)
 
 
-def _fit(pixels: np.ndarray, size: int, keep_aspect: bool) -> np.ndarray:
-    """The pixels resized to fill the frame (the longer side when `keep_aspect`, centred), as float32."""
-    height, width = pixels.shape
-    scale = size / max(height, width) if keep_aspect else None
-    shape = (max(1, round(width * scale)), max(1, round(height * scale))) if scale else (size, size)
-    box = np.asarray(Image.fromarray(pixels.astype(np.uint8)).resize(shape, Image.Resampling.BOX), dtype=np.float32)
+def _resized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The pixels resized with a box filter, as float32."""
+    return np.asarray(Image.fromarray(pixels.astype(np.uint8)).resize((width, height), Image.Resampling.BOX),
+                      dtype=np.float32)
+
+
+def _scaled(pixels: np.ndarray, longer_side: int) -> np.ndarray:
+    """The pixels resized, aspect kept, so that their longer side is `longer_side`."""
+    scale = longer_side / max(pixels.shape)
+    return _resized(pixels, max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
+
+
+def _placed(box: np.ndarray, size: int, top: int, left: int) -> np.ndarray:
     frame = np.zeros((size, size), dtype=np.float32)
-    top, left = (size - box.shape[0]) // 2, (size - box.shape[1]) // 2
     frame[top : top + box.shape[0], left : left + box.shape[1]] = box
     return frame
+
+
+def _fill_frame(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Fashion-MNIST's framing: the content scaled until its longer side fills the frame, its box centred."""
+    box = _scaled(pixels, size)
+    return _placed(box, size, (size - box.shape[0]) // 2, (size - box.shape[1]) // 2)
 
 
 def _mnist_frame(pixels: np.ndarray, size: int) -> np.ndarray:
     """MNIST's normalisation: the content scaled to fit a 20/28 box (aspect kept), then placed so that its
     centre of mass is the frame's centre."""
-    side = round(size * 20 / 28)
-    scale = side / max(pixels.shape)
-    box = np.asarray(Image.fromarray(pixels.astype(np.uint8)).resize(
-        (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale))), Image.Resampling.BOX),
-        dtype=np.float32)
+    box = _scaled(pixels, round(size * 20 / 28))
     rows, cols = np.indices(box.shape)
     mass = box.sum() or 1.0
     top = int(np.clip(round(size / 2 - (rows * box).sum() / mass), 0, size - box.shape[0]))
     left = int(np.clip(round(size / 2 - (cols * box).sum() / mass), 0, size - box.shape[1]))
-    frame = np.zeros((size, size), dtype=np.float32)
-    frame[top : top + box.shape[0], left : left + box.shape[1]] = box
-    return frame
+    return _placed(box, size, top, left)
