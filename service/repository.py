@@ -118,12 +118,13 @@ class Repository:
         # siblings serve, a load made through a sibling while this one starts is newer than `reached` (followed
         # by `catch_up`), and a directory that changes while it is read is loaded again by `follow`.
         self.reached, unloaded = generation(), unloaded_models()
-        fingerprints = {} if models else {name: fingerprint(directory)
-                                          for name, directory in model_directories(self.settings).items()}
-        models = models or open_models(self.settings)
+        if models is None:
+            self.seen = {name: fingerprint(directory) for name, directory in model_directories(self.settings).items()}
+            models = open_models(self.settings)
+        else:
+            self.seen = {name: fingerprint(model.directory) for name, model in models.items()}
         self.inference = Inference(self.settings, next(iter(models.values())).provider)
         for name, model in models.items():
-            self.seen[name] = fingerprints.get(name) or fingerprint(model.directory)
             if name not in unloaded:
                 self.engines[name] = await self.started(name, model)
         followed(self.reached)
