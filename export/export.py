@@ -158,13 +158,13 @@ def export_run(run_dir: Path, out_dir: Path, checkpoint: Path | None = None, pre
     encoder = EncoderGraph(discriminator).eval()
     config = state["config"]
     history = state.get("history") or []
+    dataset = state.get("dataset", config.dataset)
     card = {
         "name": name or run_dir.resolve().name,
         "version": version,
-        "dataset": state.get("dataset", config.dataset),
+        "dataset": dataset,
         "image": {"channels": config.image_channels, "height": config.image_size, "width": config.image_size,
-                  "layout": "NCHW", "dtype": "float32", "value_range": list(VALUE_RANGE),
-                  "framing": framing(state.get("dataset", config.dataset))},
+                  "layout": "NCHW", "dtype": "float32", "value_range": list(VALUE_RANGE), "framing": framing(dataset)},
         "latent": layout.to_dict(),
         "training": {"config": asdict(config), "step": state["step"], "commands": state.get("commands", []),
                      "metrics": history[-1] if history else {}},
