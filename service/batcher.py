@@ -7,7 +7,10 @@ batches they will be run in, and every other batcher's) would pass its budget is
 answered 503 with a Retry-After from the real queue) instead of being computed for a client that will have given
 up. A request whose caller has gone (deadline or disconnect) is dropped from the queue before it is computed.
 The batcher takes the first waiting request, lets the window of `wait_s` gather more, and runs up to `max_batch`
-images together, padded to a power-of-two size so the session only ever sees the shapes warmed up at start-up.
+images together. With `pad` (on a GPU, where each new input shape costs the session a new plan) a batch is padded
+to a power-of-two size, so that the session only ever sees the shapes warmed up at start-up; on the CPU a new
+size costs nothing and padding would compute the extra images for nothing, so a batch runs at its own size.
+Either way the time of each power-of-two size is what admission prices work with.
 The window closes early once as many requests wait as were in flight when the last run ended (its own and those
 queued meanwhile), or a full batch: when every busy client has already sent its request, waiting longer only
 adds latency. Each batch's answers are finished (e.g. PNG-encoded) on the scheduler's finishing thread: the
@@ -101,12 +104,12 @@ class Scheduler:
 
 class MicroBatcher:
     def __init__(self, run: Run, scheduler: Scheduler, max_batch: int, wait_s: float, queue_size: int,
-                 observers: Observers | None = None):
+                 observers: Observers | None = None, pad: bool = False):
         self.run, self.scheduler = run, scheduler
         scheduler.batchers.append(self)
-        self.max_batch, self.wait_s, self.queue_size = max_batch, wait_s, queue_size
+        self.max_batch, self.wait_s, self.queue_size, self.pad = max_batch, wait_s, queue_size, pad
         self.buckets = bucket_sizes(max_batch)
-        # the bucket each batch size up to max_batch is padded to, looked up on every admission check
+        # the bucket of each batch size up to max_batch, looked up on every admission check
         self.bucket_of = [next(size for size in self.buckets if size >= images) for images in range(max_batch + 1)]
         self.observers = observers or Observers()
         self.waiting: collections.deque[_Request] = collections.deque()
@@ -127,16 +130,21 @@ class MicroBatcher:
         return bool(self.queued or self.running)
 
     def padded(self, images: int) -> int:
-        """The batch size a run of `images` is padded to (a larger request runs alone, at its own size)."""
-        return self.bucket_of[images] if images <= self.max_batch else images
+        """The batch size a run of `images` takes: its bucket with `pad`, else its own (a request larger than
+        max_batch runs alone, at its own size)."""
+        return self.bucket_of[images] if self.pad and images <= self.max_batch else images
 
     def seconds_for(self, images: int) -> float:
-        """Expected time to run `images` images: full batches, then one padded partial batch, which never takes
-        longer than a full one (a size that has not run lately keeps an old time: one measured during a busy
-        start-up was 5x too long and, under a load of full batches, never corrected, so requests were shed)."""
+        """Expected time to run `images` images: full batches, then one partial batch at its bucket's time per
+        image ran, which never takes longer than a full one (a size that has not run lately keeps an old time:
+        one measured during a busy start-up was 5x too long and, under a load of full batches, never corrected,
+        so requests were shed)."""
         full, rest = divmod(images, self.max_batch)
         full_batch = self.batch_seconds[self.max_batch]
-        return full * full_batch + (min(self.batch_seconds[self.padded(rest)], full_batch) if rest else 0.0)
+        if not rest:
+            return full * full_batch
+        bucket = self.bucket_of[rest]
+        return full * full_batch + min(self.batch_seconds[bucket] * self.padded(rest) / bucket, full_batch)
 
     @property
     def seconds_per_image(self) -> float:
@@ -263,7 +271,8 @@ class MicroBatcher:
             feeds = {}
             for name in batch[0].feeds:
                 joined = np.concatenate([request.feeds[name] for request in batch])
-                feeds[name] = np.concatenate([joined, np.repeat(joined[-1:], padded - total, axis=0)])
+                feeds[name] = np.concatenate([joined, np.repeat(joined[-1:], padded - total, axis=0)]) \
+                    if padded > total else joined
             self.observers.batch_size(total)
             self.running = total
             started = time.perf_counter()
@@ -276,9 +285,10 @@ class MicroBatcher:
             # Under steady load the requests answered now come back while those that queued meanwhile wait:
             # waiting for both makes one batch of them rather than two half batches (a run's fixed cost, twice).
             self.expected = len(batch) + len(self.waiting)
-            size = min(padded, self.max_batch)  # a larger lone request counts as full batches
-            seconds = (time.perf_counter() - started) * size / padded
-            self.batch_seconds[size] += RATE_SMOOTHING * (seconds - self.batch_seconds[size])
+            # the run's time scaled to its bucket (a larger lone request counts as full batches)
+            bucket = self.bucket_of[min(total, self.max_batch)]
+            seconds = (time.perf_counter() - started) * bucket / padded
+            self.batch_seconds[bucket] += RATE_SMOOTHING * (seconds - self.batch_seconds[bucket])
             if results is not None:
                 self._deliver(batch, results)
             else:

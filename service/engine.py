@@ -73,6 +73,8 @@ class Inference:
         self.finisher = ThreadPoolExecutor(1, thread_name_prefix="finishing", initializer=lower_priority) \
             if provider == CUDA else None
         self.scheduler = Scheduler(self.executor, self.finisher)
+        # On a GPU each new input shape costs the session a new plan: batches run at the sizes warmed up at start.
+        self.pads_batches = provider == CUDA
         self.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
         self.decodes_waiting = 0
 
@@ -98,7 +100,8 @@ class Engine:
             labels = (name, session)
             observers = Observers(metrics.batch_size.labels(*labels).observe, metrics.queue_depth.labels(*labels).set,
                                   metrics.queue_wait.labels(*labels).observe, metrics.abandoned.labels(*labels).inc)
-            return MicroBatcher(run, inference.scheduler, settings.max_batch, wait_s, settings.queue_size, observers)
+            return MicroBatcher(run, inference.scheduler, settings.max_batch, wait_s, settings.queue_size, observers,
+                                pad=inference.pads_batches)
 
         # The generator's images become uint8 once per batch, not once per request (several numpy calls each);
         # the float images stay beside them for the Open Inference Protocol, which returns the tensor itself.

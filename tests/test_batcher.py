@@ -11,7 +11,7 @@ from service.batcher import MicroBatcher, Observers, Overloaded, Scheduler
 WINDOW_S = 0.5  # long, so that whether a batch waited it is plain from the clock
 
 
-def run_batcher(scenario):
+def run_batcher(scenario, pad=False):
     """Runs scenario(batcher) against a batcher whose model doubles its input; returns (result, run sizes)."""
     runs: list[int] = []
 
@@ -21,7 +21,8 @@ def run_batcher(scenario):
 
     async def main():
         with ThreadPoolExecutor(1) as executor:
-            batcher = MicroBatcher(double, Scheduler(executor), max_batch=8, wait_s=WINDOW_S, queue_size=16)
+            batcher = MicroBatcher(double, Scheduler(executor), max_batch=8, wait_s=WINDOW_S, queue_size=16,
+                                   pad=pad)
             serving = asyncio.create_task(batcher.serve())
             try:
                 return await scenario(batcher)
@@ -42,7 +43,8 @@ async def timed(*requests):
     return time.perf_counter() - started, [float(v) for output in outputs for v in output[0][:, 0]]
 
 
-def test_window_waits_for_the_load_of_the_last_batch_and_no_longer():
+@pytest.mark.parametrize("pad", [False, True])
+def test_window_waits_for_the_load_of_the_last_batch_and_no_longer(pad):
     async def scenario(batcher):
         lone = [await timed(batcher.submit(images(1, 2, 3))), await timed(batcher.submit(images(4)))]
         burst = await timed(*(batcher.submit(images(v)) for v in (5, 6, 7, 8)))
@@ -55,7 +57,7 @@ def test_window_waits_for_the_load_of_the_last_batch_and_no_longer():
         short = await timed(batcher.submit(images(13)), batcher.submit(images(14)))
         return lone, burst, staggered, short
 
-    (lone, burst, staggered, short), runs = run_batcher(scenario)
+    (lone, burst, staggered, short), runs = run_batcher(scenario, pad)
     # A lone client is answered without the window, whatever the size of its requests.
     assert [outputs for _, outputs in lone] == [[2, 4, 6], [8]]
     assert all(seconds < WINDOW_S / 2 for seconds, _ in lone)
@@ -63,7 +65,8 @@ def test_window_waits_for_the_load_of_the_last_batch_and_no_longer():
     assert staggered[1] == [18, 20, 22, 24]
     assert staggered[0] < WINDOW_S / 2  # the window closed once the 4 requests of the last batch were queued
     assert short[1] == [26, 28] and short[0] >= WINDOW_S * 0.9  # fewer than expected: the whole window
-    assert runs == [4, 1, 4, 4, 2]  # 3 images padded to the power-of-two bucket 4
+    # 3 images run as 3, or padded to the power-of-two bucket 4 (the padding's outputs are not answered)
+    assert runs == [4 if pad else 3, 1, 4, 4, 2]
 
 
 def test_requests_over_max_batch_are_split_across_runs():
@@ -282,3 +285,18 @@ def test_answers_are_finished_off_the_inference_thread():
 
     first, second = asyncio.run(main())
     assert first.startswith("finishing") and float(second[0][0, 0]) == 2.0
+
+
+@pytest.mark.parametrize("pad", [False, True])
+def test_a_partial_batch_is_priced_at_the_images_it_runs(pad):
+    """Padded, 3 images cost a run of 4; at their own size, 3/4 of it."""
+    async def main():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(lambda feeds: [feeds["x"]], Scheduler(executor), max_batch=8, wait_s=0,
+                                   queue_size=16, pad=pad)
+            batcher.batch_seconds = {1: 0.010, 2: 0.016, 4: 0.040, 8: 0.080}
+            return batcher.seconds_for(3), batcher.seconds_for(11), batcher.seconds_for(16)
+
+    three, eleven, sixteen = asyncio.run(main())
+    assert three == pytest.approx(0.040 if pad else 0.030)
+    assert eleven == pytest.approx(0.080 + three) and sixteen == pytest.approx(0.160)
