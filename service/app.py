@@ -158,7 +158,7 @@ def create_app(settings: Settings | None = None, models: dict[str, Model] | None
             asyncio.get_running_loop().add_signal_handler(FOLLOW_REPOSITORY, repository.follow_soon)
             repository.catch_up()
         # The app, the model and the libraries live as long as the process: moved out of the collector's
-        # reach, a full collection no longer rescans them (it paused every request for ~25 ms).
+        # reach, so that a full collection does not rescan them while requests wait (docs/PERFORMANCE.md).
         gc.freeze()
         # uvicorn hands the lifespan's state to every connection it makes (service/protocol.py).
         yield {LIMITS_KEY: ConnectionLimits(settings.read_timeout_s, settings.max_header_bytes, settings.max_header_count,

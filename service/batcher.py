@@ -115,9 +115,9 @@ class MicroBatcher:
         self.waiting: collections.deque[_Request] = collections.deque()
         self.queued = 0  # images in `waiting`
         self.running = 0  # images in the batch on the inference thread
-        # Seconds per run (and its requests' finish) for each batch size: a moving average, 0 until measured. Per
-        # size, because a run's fixed cost dominates small batches: priced at the time per image of the single
-        # requests before it, a sudden queue of full batches looked several times longer than it was.
+        # Seconds per run (and its requests' finish) for each bucket: a moving average, 0 until measured. Per
+        # size, because a run's fixed cost dominates small batches: a queue of full batches priced at the time
+        # per image of single requests would look several times longer than it is.
         self.batch_seconds = dict.fromkeys(self.buckets, 0.0)
         self.mean_request_images = 1.0  # moving average of the admitted requests' sizes
         self.next_return = 0.0  # the last return slot handed to a refused client (perf_counter time)
@@ -136,9 +136,9 @@ class MicroBatcher:
 
     def seconds_for(self, images: int) -> float:
         """Expected time to run `images` images: full batches, then one partial batch at its bucket's time per
-        image ran, which never takes longer than a full one (a size that has not run lately keeps an old time:
-        one measured during a busy start-up was 5x too long and, under a load of full batches, never corrected,
-        so requests were shed)."""
+        image ran, which never takes longer than a full one (a size that has not run lately keeps its old time,
+        which under a load of full batches is never corrected: one measured during a busy start-up would shed
+        requests for good)."""
         full, rest = divmod(images, self.max_batch)
         full_batch = self.batch_seconds[self.max_batch]
         if not rest:
