@@ -5,7 +5,8 @@
 
 For each model directory, `python -m service` is started on it and asked, over HTTP as any client would:
 - the categorical code's accuracy: every held-out digit is sent to `POST /encode` as a PNG, and the label the
-  service answers (through the model's label map) is compared with the digit's true label;
+  service answers (through the model's label map) is compared with the digit's true label; per label read,
+  its purity (the share of those images that are of it), and the most frequent mistakes;
 - what each continuous code does: `GET /traverse` of that code over its prior, `--draws` rows at 9 values, the
   slant and stroke thickness of every returned image measured as infogan/effects.py does (Morpho-MNIST), in SDs over
   the held-out digits; effect, share and main factor per code.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import io
 import json
 import sys
@@ -37,14 +39,23 @@ STEPS = 9
 ROWS_PER_REQUEST = 30  # under the service's max_traverse_rows
 
 
-def accuracy(http: httpx.Client, images: np.ndarray, labels: np.ndarray, class_names: list[str]) -> float:
-    """The share of images whose /encode label is the name of their true class."""
-    correct = 0
-    for image, label in zip(images, labels):
+def readings(http: httpx.Client, images: np.ndarray) -> list[str]:
+    """The label /encode answers for each image (through the model's label map)."""
+    labels = []
+    for image in images:
         answer = http.post("/encode", content=png_bytes(image), headers={"Content-Type": "image/png"})
         answer.raise_for_status()
-        correct += answer.json()["label"] == class_names[label]
-    return correct / len(images)
+        labels.append(answer.json()["label"])
+    return labels
+
+
+def per_label(read: list[str], truth: list[str], confusions: int = 3) -> dict:
+    """Each label's purity (the share of the images read as it that are of it) and the most frequent mistakes,
+    as "true -> read": count."""
+    pairs = collections.Counter(zip(truth, read))
+    purity = {label: pairs[label, label] / count for label, count in sorted(collections.Counter(read).items())}
+    mistakes = sorted(((n, t, r) for (t, r), n in pairs.items() if t != r), reverse=True)[:confusions]
+    return {"purity": purity, "confusions": {f"{t} -> {r}": n for n, t, r in mistakes}}
 
 
 def pixels(png_base64: str) -> np.ndarray:
@@ -75,8 +86,10 @@ def effects(http: httpx.Client, code: dict, draws: int, scale: dict[str, float])
 def measure(model_dir: Path, dataset: Dataset, scale: dict[str, float], draws: int) -> dict:
     with serving(model_dir, {"WORKERS": "1"}) as server, httpx.Client(base_url=server.url, timeout=60) as http:
         info = http.get("/info").json()
-        result = {"model": str(model_dir), "accuracy": accuracy(http, dataset.images, dataset.labels,
-                                                                dataset.class_names), "codes": {}}
+        read = readings(http, dataset.images)
+        truth = [dataset.class_names[label] for label in dataset.labels]
+        result = {"model": str(model_dir), "accuracy": float(np.mean([r == t for r, t in zip(read, truth)])),
+                  "labels": per_label(read, truth), "codes": {}}
         for code in info["codes"]:
             if code["kind"] == "continuous" and draws:
                 result["codes"][code["name"]] = effects(http, code, draws, scale)
@@ -120,6 +133,12 @@ def main() -> None:
     for model_dir in args.models:
         results.append(measure(model_dir, dataset, scale, args.draws))
         print(row(results[-1]), flush=True)
+    for result in results:
+        labels = result["labels"]
+        print(f"\n{result['model']}: purity per label read: "
+              + ", ".join(f"{label} {p:.2f}" for label, p in labels["purity"].items())
+              + "; most frequent mistakes (true -> read): "
+              + ", ".join(f"{pair} ({n})" for pair, n in labels["confusions"].items()))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
