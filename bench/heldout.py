@@ -1,6 +1,7 @@
 """Measures served models through their API on digits none of them was trained on.
 
-    python bench/heldout.py models/mnist [MODEL_DIR ...] [--data-dir bench/data/mnist-heldout]
+    python bench/heldout.py models/mnist [MODEL_DIR ...]      # the validation split of data/mnist (make data)
+    python bench/heldout.py models/mnist --split t10k          # the official test set: once per reported model
     python bench/heldout.py models/fashion-mnist --dataset fashion-mnist --data-dir DIR --split t10k --draws 0
 
 For each model directory, `python -m service` is started on it and asked, over HTTP as any client would:
@@ -33,7 +34,7 @@ from serve_load import ROOT, serving
 
 from infogan.effects import FACTORS, factors, main_factor, reference_scale, sweep_slopes
 from infogan.images import png_bytes
-from training.data import VALIDATION_IMAGES, Dataset, hold_out, load_idx_dataset
+from training.data import VALIDATION_IMAGES, DataError, Dataset, hold_out, load_idx_dataset
 
 STEPS = 9
 ROWS_PER_REQUEST = 30  # under the service's max_traverse_rows
@@ -110,18 +111,23 @@ def row(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", type=Path, nargs="+", help="model directories written by python -m export")
-    parser.add_argument("--data-dir", type=Path, default=ROOT / "bench" / "data" / "mnist-heldout",
-                        help="labelled images the models never saw (default: bench/data/mnist-heldout)")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "mnist",
+                        help="IDX files of labelled images (default: data/mnist, from `make data`; "
+                        "bench/data/mnist-heldout: 1,000 digits outside mnist-9k)")
     parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist",
                         help="what --data-dir holds, for its class names (default mnist)")
-    parser.add_argument("--split", choices=["train", "validation", "t10k"], default="train",
-                        help="which digits of --data-dir: train-* (default), the last 5,000 of them (the mnist "
-                        "preset's validation split, never trained on), or the official test set, t10k-*")
+    parser.add_argument("--split", choices=["train", "validation", "t10k"], default="validation",
+                        help="which images of --data-dir: train-*, the last 5,000 of them (default: the presets' "
+                        "validation split, never trained on), or the official test set, t10k-*")
     parser.add_argument("--draws", type=int, default=150, help="traversal rows per continuous code (default 150; "
                         "0: accuracy only, e.g. for images that are not digits)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
-    dataset = load_idx_dataset(args.data_dir, args.dataset, "t10k" if args.split == "t10k" else "train")
+    try:
+        dataset = load_idx_dataset(args.data_dir, args.dataset, "t10k" if args.split == "t10k" else "train")
+    except (DataError, OSError):
+        sys.exit(f"bench/heldout.py: {args.data_dir}: no readable {args.dataset} IDX files for --split {args.split} "
+                 "(`make data` fetches the official files into data/mnist)")
     if args.split == "validation":
         dataset = hold_out(dataset, VALIDATION_IMAGES)[1]
     scale = reference_scale(dataset.images)

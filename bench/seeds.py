@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+", help="finished training run directories (python -m training --out)")
     parser.add_argument("--data-dir", type=Path, required=True, help="the training digits, which export.align measures against")
     parser.add_argument("--heldout-dir", type=Path, default=ROOT / "bench" / "data" / "mnist-heldout",
-                        help="labelled digits no run trained on (default: bench/data/mnist-heldout)")
+                        help="labelled digits no run trained on (default: bench/data/mnist-heldout, outside mnist-9k)")
     parser.add_argument("--draws", type=int, default=150, help="traversal rows per continuous code (default 150)")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     args = parser.parse_args()
