@@ -1,8 +1,10 @@
 """TRACING=1: one trace per request that continues the caller's traceparent, with a span per stage of its
 inference (admission, queue, batch, finish), read back from the SDK's in-memory exporter of a real uvicorn
-serving in this process."""
+serving in this process, and from a real OTLP/HTTP endpoint that `python -m service` exports to."""
 
+import http.server
 import itertools
+import queue
 import threading
 import time
 
@@ -12,7 +14,7 @@ import uvicorn
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import Server, free_port
 
 sdk = pytest.importorskip("opentelemetry.sdk.trace")
 from opentelemetry import trace  # noqa: E402
@@ -68,3 +70,56 @@ def test_a_request_without_a_traceparent_starts_its_own_trace(exported):
 
 def model_name(url: str) -> str:
     return httpx.get(url + "/models", timeout=30).json()["default"]
+
+
+class OtlpReceiver(http.server.BaseHTTPRequestHandler):
+    """A collector's OTLP/HTTP traces endpoint: keeps every export request it is sent, answers 200."""
+
+    received: "queue.Queue[tuple[str, str, bytes]]"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.put((self.path, self.headers["Content-Type"], body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_spans_reach_an_otlp_http_collector_from_two_workers(model_dir):
+    """`python -m service` with two workers, pointed at an OTLP/HTTP endpoint as the README says."""
+    pb2 = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
+    handler = type("Receiver", (OtlpReceiver,), {"received": queue.Queue()})
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    served = Server(model_dir, TRACING="1", WORKERS="2", OTEL_SERVICE_NAME="infogan-test",
+                    OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.server_address[1]}",
+                    OTEL_BSP_SCHEDULE_DELAY="100")
+    try:
+        for _ in range(8):  # fresh connections, spread over both workers
+            answer = httpx.post(served.url + "/generate", json={"n": 2, "seed": 1},
+                                headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}, timeout=30)
+            assert answer.status_code == 200
+        spans, deadline = {}, time.monotonic() + 20
+        while time.monotonic() < deadline and sum(name == "POST /generate" for name, _ in spans.values()) < 8:
+            try:
+                path, content_type, body = handler.received.get(timeout=1)
+            except queue.Empty:
+                continue
+            assert path == "/v1/traces" and content_type == "application/x-protobuf"
+            request = pb2.ExportTraceServiceRequest.FromString(body)
+            for resource_spans in request.resource_spans:
+                names = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                assert names["service.name"] == "infogan-test"
+                for scope_spans in resource_spans.scope_spans:
+                    spans.update({span.span_id: (span.name, span) for span in scope_spans.spans})
+    finally:
+        served.stop()
+        collector.shutdown()
+    requests = [span for name, span in spans.values() if name == "POST /generate"]
+    assert len(requests) == 8 and all(span.trace_id.hex() == TRACE_ID for span in requests)
+    stages = [name for name, span in spans.values() if span.parent_span_id in {r.span_id for r in requests}]
+    assert sorted(stages) == sorted(["admission", "queue", "batch", "finish"] * 8)
