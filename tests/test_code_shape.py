@@ -1,4 +1,5 @@
-"""The house rules of issue 33 that code can check: short functions, and the torch-free paths staying free."""
+"""The house rules that code can check: short functions, and the torch-free paths (the service, the aligner, the
+measures) staying free of torch."""
 
 import ast
 import subprocess
@@ -24,7 +25,8 @@ def test_no_function_is_longer_than_the_house_rule():
     assert not long, "split these functions:\n" + "\n".join(long)
 
 
-@pytest.mark.parametrize("module", ["export.align", "infogan.morpho", "infogan.identity"])
+@pytest.mark.parametrize("module", ["service.__main__", "service.app", "export.align", "infogan.morpho",
+                                    "infogan.identity"])
 def test_torch_free_modules_import_no_torch(module):
     code = f"import sys, {module}; sys.exit(any(name.split('.')[0] == 'torch' for name in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0, f"{module} imports torch"
