@@ -7,10 +7,10 @@ from torch import nn
 
 from infogan.effects import factors
 from tests.conftest import ROOT
-from training.augment import jitter_style, translate
+from training.augment import jitter_style, mirror, second_view, translate
 from training.config import PRESETS
 from training.data import load_idx_dataset
-from training.losses import discriminator_loss, generator_loss, information_loss, real_information
+from training.losses import discriminator_loss, generator_loss, information_loss, reading_change, real_information
 from training.model import Discriminator, Generator, init_weights, sample_latents
 
 CONFIG = PRESETS["tiny"]
@@ -167,3 +167,29 @@ def test_information_of_real_readings_trains_q_and_the_trunk_not_g_or_d_head():
         assert sum(float(p.grad.abs().sum()) for p in module.parameters()) > 0, name
     assert all(p.grad is None for p in discriminator.d_head.parameters())
     assert all(p.grad is None for p in generator.parameters())
+
+
+def test_mirror_flips_about_half_of_the_images_left_to_right():
+    images = torch.randn(200, 1, 28, 28)
+    mirrored = mirror(images, torch.Generator().manual_seed(0))
+    flipped = [torch.equal(m, i.flip(2)) for m, i in zip(mirrored, images)]
+    kept = [torch.equal(m, i) for m, i in zip(mirrored, images)]
+    assert all(f != k for f, k in zip(flipped, kept))  # each image either mirrored or untouched
+    assert 70 < sum(flipped) < 130
+
+
+def test_second_view_without_changes_is_the_image_and_with_them_differs():
+    images = torch.randn(8, 1, 28, 28)
+    assert torch.equal(second_view(images, 0, 0.0, 0.0, False, torch.Generator().manual_seed(0)), images)
+    assert not torch.equal(second_view(images, 2, 0.0, 0.0, False, torch.Generator().manual_seed(0)), images)
+
+
+def test_reading_change_is_zero_for_equal_readings_and_trains_only_the_view():
+    readings = torch.randn(16, 10)
+    assert abs(float(reading_change(LAYOUT, readings, readings.clone()))) < 1e-6
+    target = readings.clone().requires_grad_(True)
+    view = torch.randn(16, 10, requires_grad=True)
+    change = reading_change(LAYOUT, target, view)
+    assert float(change.detach()) > 0
+    change.backward()
+    assert target.grad is None and view.grad.abs().sum() > 0  # the image's reading is the fixed target

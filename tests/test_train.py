@@ -35,7 +35,7 @@ def test_help_explains_every_option():
     for flag in ("--preset", "--data-dir", "--out", "--epochs", "--seed", "--device", "--resume", "--download",
                  "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate", "--cr-weight", "--cr-start-epoch",
                  "--jitter-shear", "--jitter-stroke", "--ema-decay", "--real-info-weight", "--identity-weight",
-                 "--identity-range"):
+                 "--identity-range", "--consistency-weight", "--view-mirror"):
         assert flag in result.stdout
 
 
@@ -51,6 +51,7 @@ def test_help_explains_every_option():
     ("--ema-decay", "-1", "must be a finite number >= 0, got -1"),
     ("--real-info-weight", "-0.5", "must be a finite number >= 0, got -0.5"),
     ("--identity-range", "0.5", "must be a finite number >= 1, got 0.5"),
+    ("--consistency-weight", "-1", "must be a finite number >= 0, got -1"),
 ])
 def test_bad_flag_values_are_refused_naming_the_flag(tmp_path, capsys, flag, value, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -207,6 +208,27 @@ def test_information_of_real_readings_is_logged_kept_and_refused_where_it_cannot
     assert train_main(["--preset", "tiny", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x"),
                        "--real-info-weight", "1", "--categorical", ""]) == 2
     assert "--real-info-weight: the term reads the categorical codes" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_reading_change_between_views_is_logged_kept_and_refused_where_it_cannot_act(tmp_path, digits_dir, capsys):
+    out = tmp_path / "run"
+    result = run("training", "--preset", "tiny", "--data-dir", str(digits_dir), "--out", str(out), "--epochs", "1",
+                 "--translate", "2", "--consistency-weight", "1", "--view-mirror")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["reading_change_nats"] > 0  # a mirrored, shifted digit reads differently
+    config = load_checkpoint(out / "checkpoint.pt")["config"]
+    assert (config.consistency_weight, config.view_mirror) == (1, True)  # a resumed run keeps them
+
+    base = ["--preset", "tiny", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x")]
+    for flags, message in [
+        (["--consistency-weight", "1"], "--consistency-weight: the second view would be the image itself"),
+        (["--consistency-weight", "1", "--translate", "2", "--categorical", ""],
+         "--consistency-weight: the term reads the categorical codes"),
+        (["--view-mirror"], "--view-mirror: mirror images are only the second view of --consistency-weight"),
+    ]:
+        assert train_main(base + flags) == 2
+        assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

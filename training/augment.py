@@ -1,4 +1,5 @@
-"""What D and Q see of an image besides the image: the pixel scale, random shifts and random changes of style."""
+"""What D and Q see of an image besides the image: the pixel scale, random shifts, random changes of style and
+mirror images."""
 
 from __future__ import annotations
 
@@ -40,3 +41,20 @@ def jitter_style(images: torch.Tensor, max_shear: float, max_stroke: float, gene
     theta[:, 0, 1] = shear
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images + 1, grid, align_corners=False) - 1  # zero padding of images + 1 is background
+
+
+def mirror(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image mirrored left to right with probability one half."""
+    flipped = torch.rand(len(images), generator=generator, device=images.device) < 0.5
+    return torch.where(flipped.view(-1, 1, 1, 1), images.flip(3), images)
+
+
+def second_view(images: torch.Tensor, max_shift: int, max_shear: float, max_stroke: float, mirrored: bool,
+                generator: torch.Generator) -> torch.Tensor:
+    """Another view of each image, changed only in ways that keep its class: a fresh shift, the style jitter
+    where it is on and, with `mirrored`, a mirror image half of the time."""
+    if max_shift:
+        images = translate(images, max_shift, generator)
+    if max_shear or max_stroke:
+        images = jitter_style(images, max_shear, max_stroke, generator)
+    return mirror(images, generator) if mirrored else images

@@ -76,6 +76,15 @@ class Config:
     # use.
     real_info_weight: float = option(0.0, "add the information between real images and Q's reading of their "
                                      "categorical codes to Q's objective, with this weight (0 = off)", minimum=0)
+    # Not in the paper: Q's reading of a real image should not change under a change that keeps the image's
+    # class (IMSAT's self-augmented training, Hu et al., 2017): Q learns the categorical codes on G's images
+    # only, and this asks its reading of real ones to be stable where the class is.
+    consistency_weight: float = option(0.0, "add to Q's objective the KL from its categorical reading of each real "
+                                       "image to its reading of a second view of it (a fresh shift by --translate, "
+                                       "the style jitter of --jitter-*, a mirror image with --view-mirror), with "
+                                       "this weight (0 = off)", minimum=0)
+    view_mirror: bool = option(False, "... the second view is a mirror image half of the time (for classes that "
+                               "look the same mirrored, as garments do; digits do not)")
     # Not in the paper: G is asked to keep the digit past the prior. On a quarter of each batch the continuous
     # codes are drawn from [-identity_range, identity_range] (the paper's figures sweep [-2, 2], twice the
     # prior) and G's step adds Q's cross-entropy of the categorical codes on those images; Q itself does not
@@ -114,6 +123,14 @@ class Config:
              "run has none"),
             (self.real_info_weight and not self.categorical,
              "--real-info-weight: the term reads the categorical codes of real images, and the run has none"),
+            (self.consistency_weight and not self.categorical,
+             "--consistency-weight: the term reads the categorical codes of real images, and the run has none"),
+            (self.consistency_weight and not (self.translate or self.jitter_shear or self.jitter_stroke
+                                              or self.view_mirror),
+             "--consistency-weight: the second view would be the image itself; it needs --translate, "
+             "--jitter-shear/--jitter-stroke or --view-mirror"),
+            (self.view_mirror and not self.consistency_weight,
+             "--view-mirror: mirror images are only the second view of --consistency-weight, which is 0"),
             (self.identity_weight and not (self.categorical and self.continuous),
              "--identity-weight: the term reads the categorical codes of images with continuous codes past the "
              "prior, and the run lacks one of the two"),

@@ -1,5 +1,5 @@
 """InfoGAN's losses: D's and G's adversarial losses, the information terms L_I of the codes, and the
-information of Q's readings of real images."""
+information of Q's readings of real images and their change between two views of an image."""
 
 from __future__ import annotations
 
@@ -48,6 +48,18 @@ def real_information(layout: LatentLayout, cat_logits: torch.Tensor) -> torch.Te
         marginal = -(mean_p * torch.log(mean_p.clamp_min(1e-12))).sum()
         information = information + marginal - conditional
     return information
+
+
+def reading_change(layout: LatentLayout, cat_logits: torch.Tensor, view_logits: torch.Tensor) -> torch.Tensor:
+    """KL from Q's categorical reading of each image to its reading of a second view of the image, summed over
+    the categorical codes, averaged over the batch. The first reading is the target and passes no gradient
+    (IMSAT's self-augmented training): the view is pulled to the image's reading, not both to each other."""
+    change = cat_logits.new_zeros((), dtype=torch.float32)
+    for _, columns in layout.categorical_columns():
+        target = F.log_softmax(cat_logits[:, columns].detach().float(), dim=1)
+        view = F.log_softmax(view_logits[:, columns].float(), dim=1)
+        change = change + F.kl_div(view, target, reduction="batchmean", log_target=True)
+    return change
 
 
 def discriminator_loss(d_real: torch.Tensor, d_fake_detached: torch.Tensor) -> torch.Tensor:

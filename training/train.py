@@ -21,7 +21,7 @@ from tqdm import tqdm
 from infogan.effects import EFFECTS_HEADING, effects_table, reference_scale
 from infogan.files import atomic_write
 from infogan.latent import LatentLayout
-from training.augment import jitter_style, scaled, translate
+from training.augment import jitter_style, scaled, second_view, translate
 from training.average import average_copy, average_decay, update_average
 from training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from training.config import Config
@@ -33,12 +33,13 @@ from training.losses import (
     discriminator_loss,
     generator_loss,
     information_loss,
+    reading_change,
     real_information,
 )
 from training.model import Discriminator, Generator, init_weights, sample_latents
 
 log = logging.getLogger("training")
-LOSSES = ("loss_d", "loss_g", "ce", "nll", "pair_ce", "info_real", "identity_ce")  # what train_step returns
+LOSSES = ("loss_d", "loss_g", "ce", "nll", "pair_ce", "info_real", "identity_ce", "consistency")  # what train_step returns
 SUMS = len(LOSSES) + 1  # what a run sums over an epoch: the losses, then the step count
 
 
@@ -93,10 +94,12 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
     """One D/Q update and one G update on a batch of real images in [-1, 1]; `contrastive` adds InfoGAN-CR's
     regulariser (the run has its pair classifier and the epoch has reached cr_start_epoch).
 
-    Returns the detached LOSSES without a host sync (the last three are 0 unless their terms are on).
+    Returns the detached LOSSES without a host sync (the last four are 0 unless their terms are on).
     """
     noise, categorical, continuous = sample_latents(layout, len(real), rng, real.device.type)
     with autocast:
+        real_view = second_view(real, config.translate, config.jitter_shear, config.jitter_stroke, config.view_mirror,
+                                rng) if config.consistency_weight > 0 else None
         fake = networks.generator(noise, categorical, continuous)
         pair = contrastive_pair(layout, networks.generator, continuous, rng) if contrastive else None
         unshifted = fake
@@ -105,17 +108,19 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
         jitter = config.jitter_shear > 0 or config.jitter_stroke > 0
         jittered = jitter_style(fake, config.jitter_shear, config.jitter_stroke, rng) if jitter else None
     fakes = Fakes(noise, categorical, continuous, fake, unshifted, jittered, pair)
-    d_losses = discriminator_step(config, layout, networks, real, fakes, autocast)
-    g_losses = generator_step(config, layout, networks, fakes, rng, autocast)
-    loss_d, ce, nll, pair_ce, info_real = d_losses
-    loss_g, identity_ce = g_losses
-    return torch.stack([loss.detach().float() for loss in (loss_d, loss_g, ce, nll, pair_ce, info_real, identity_ce)])
+    loss_d, ce, nll, pair_ce, info_real, consistency = discriminator_step(config, layout, networks, real, real_view,
+                                                                          fakes, autocast)
+    loss_g, identity_ce = generator_step(config, layout, networks, fakes, rng, autocast)
+    return torch.stack([loss.detach().float() for loss in (loss_d, loss_g, ce, nll, pair_ce, info_real, identity_ce,
+                                                           consistency)])
 
 
-def discriminator_step(config: Config, layout: LatentLayout, networks: Networks, real: torch.Tensor, fakes: Fakes,
+def discriminator_step(config: Config, layout: LatentLayout, networks: Networks, real: torch.Tensor,
+                       real_view: torch.Tensor | None, fakes: Fakes,
                        autocast: contextlib.AbstractContextManager) -> tuple[torch.Tensor, ...]:
     """D and Q's update: L_I on detached fakes trains the shared trunk and Q's head. Returns D's loss, the
-    categorical cross-entropy, the continuous NLL, the pair cross-entropy and the information of real readings."""
+    categorical cross-entropy, the continuous NLL, the pair cross-entropy, the information of real readings and
+    the change of real readings between two views."""
     discriminator = networks.discriminator
     with autocast:
         d_real, real_cat_logits = discriminator(real)[:2]
@@ -134,10 +139,14 @@ def discriminator_step(config: Config, layout: LatentLayout, networks: Networks,
         if config.real_info_weight > 0:
             info_real = real_information(layout, real_cat_logits)
             loss = loss - config.real_info_weight * info_real
+        consistency = loss_d.new_zeros(())
+        if real_view is not None:
+            consistency = reading_change(layout, real_cat_logits, discriminator(real_view)[1])
+            loss = loss + config.consistency_weight * consistency
     networks.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     networks.opt_d.step()
-    return loss_d, ce, nll, pair_ce, info_real
+    return loss_d, ce, nll, pair_ce, info_real, consistency
 
 
 def generator_step(config: Config, layout: LatentLayout, networks: Networks, fakes: Fakes, rng: torch.Generator,
@@ -303,6 +312,8 @@ class Run:
             metrics["info_real_nats"] = means["info_real"]
         if self.config.identity_weight > 0:
             metrics["identity_ce"] = means["identity_ce"]
+        if self.config.consistency_weight > 0:
+            metrics["reading_change_nats"] = means["consistency"]
         if self.layout.continuous:
             metrics["code_effects"] = code_effects(generator, self.layout, scale, self.device, seed=self.config.seed)
         if classifier is not None:
