@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -108,8 +110,20 @@ def traversals_across_a_signal(url: str, clients: int, signal: Callable[[], obje
 
 def queued_for_inference(url: str) -> float:
     """Requests waiting for inference, over every model, session and worker (`inference_queue_depth`)."""
-    text = httpx.get(url + "/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("inference_queue_depth{"))
+    return scraped(url, "inference_queue_depth")
+
+
+def samples(source: str | httpx.Client, name: str) -> list[Sample]:
+    """The samples called `name` (e.g. `http_requests_total`) that `source`'s /metrics answers with, parsed as
+    Prometheus parses them; `source` is a service's URL or a client with its base URL."""
+    response = source.get("/metrics") if isinstance(source, httpx.Client) else httpx.get(source + "/metrics", timeout=30)
+    return [sample for family in text_string_to_metric_families(response.text) for sample in family.samples
+            if sample.name == name]
+
+
+def scraped(source: str | httpx.Client, name: str, **labels: str) -> float:
+    """The sum of the samples called `name` whose labels include `labels`, over every other label."""
+    return sum(sample.value for sample in samples(source, name) if labels.items() <= sample.labels.items())
 
 
 def free_port() -> int:

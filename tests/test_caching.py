@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 from service.caching import entity_tag, matches
+from tests.conftest import scraped
 
 
 def generator_runs(http: httpx.Client) -> float:
-    text = http.get("/metrics").text
-    return float(re.search(r'^inference_batch_size_count\{model="[^"]*",session="generator"\} (\S+)$', text, re.M).group(1))
+    return scraped(http, "inference_batch_size_count", session="generator")
 
 
 @pytest.fixture()

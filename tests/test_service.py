@@ -5,7 +5,6 @@ import base64
 import io
 import json
 import os
-import re
 import signal
 import socket
 import struct
@@ -22,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.conftest import ROOT, Server, run, traversals_across_a_signal
+from tests.conftest import ROOT, Server, run, scraped, traversals_across_a_signal
 
 JSON = {"accept": "application/json"}
 
@@ -245,10 +244,7 @@ def test_encode_rejects_bad_uploads(client, content, content_type, status, messa
 
 def test_concurrent_requests_are_merged_and_answered_correctly(client, server):
     def batch_stats():
-        lines = client.get("/metrics").text.splitlines()
-        value = {line.split("{")[0]: float(line.split()[-1]) for line in lines if line.startswith("inference_batch_size_")
-                 and 'session="generator"' in line}
-        return value["inference_batch_size_count"], value["inference_batch_size_sum"]
+        return tuple(scraped(client, f"inference_batch_size_{kind}", session="generator") for kind in ("count", "sum"))
 
     bodies = [{"seed": i, "codes": {"c1": i % 10}} for i in range(48)]
     expected = [client.post("/generate", json=body).content for body in bodies]
@@ -392,9 +388,7 @@ def worker_pids(supervisor: int) -> set[int]:
 
 
 def generated_count(url: str) -> float:
-    pattern = 'http_requests_total{method="POST",route="/generate",status="200"}'
-    lines = httpx.get(url + "/metrics", timeout=30).text.splitlines()
-    return float(next(line for line in lines if line.startswith(pattern)).split()[-1])
+    return scraped(url, "http_requests_total", method="POST", route="/generate", status="200")
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
@@ -471,9 +465,8 @@ def test_a_client_that_disconnects_takes_its_queued_work_with_it(model_dir):
         for sock in sockets:
             sock.close()
         time.sleep(3)  # the batcher works through what is left
-        metrics = httpx.get(server.url + "/metrics").text
-        cancelled = float(re.search(r'requests_cancelled_total\{reason="disconnect"\} (\S+)', metrics).group(1))
-        abandoned = float(re.search(r'inference_abandoned_total\{model="[^"]*",session="generator"\} (\S+)', metrics).group(1))
+        cancelled = scraped(server.url, "requests_cancelled_total", reason="disconnect")
+        abandoned = scraped(server.url, "inference_abandoned_total", session="generator")
         assert cancelled >= 1 and abandoned >= 1  # noticed, and queued work dropped without being computed
         assert httpx.get(server.url + "/healthz").status_code == 200
     finally:
