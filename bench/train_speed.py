@@ -1,6 +1,7 @@
 """Training cost, the paper's claim: "the additional training cost is very small". Times, in one run and in
 alternating rounds, the same networks trained as a plain GAN (D's trunk and real/fake head only: no Q head, no
-L_I) and as InfoGAN, then each addition of the shipped recipe in turn, on synthetic data:
+L_I) and as InfoGAN, then each addition of the shipped recipe in turn and the options a user may add, on
+synthetic data:
 
     python bench/train_speed.py [--device auto|cpu|cuda] [--steps 20] [--rounds 3]
 
@@ -29,14 +30,16 @@ from training.model import sample_latents
 from training.train import Networks, autocast_for, build_networks, pick_device, train_step
 
 PAPER = dataclasses.replace(PRESETS["mnist"], translate=0, jitter_shear=0.0, jitter_stroke=0.0, real_info_weight=0.0)
+SHIPPED = dataclasses.replace(PAPER, translate=2, jitter_shear=0.15, jitter_stroke=0.225, real_info_weight=1.0)
 LADDER = [  # (row, config): each row adds one thing to the row before
     ("plain GAN (no Q head, no L_I)", None),
     ("InfoGAN, the paper's setup", PAPER),
     ("+ 2-pixel shifts of D's inputs (--translate 2)", dataclasses.replace(PAPER, translate=2)),
     ("+ style jitter (--jitter-shear 0.15 --jitter-stroke 0.225)",
      dataclasses.replace(PAPER, translate=2, jitter_shear=0.15, jitter_stroke=0.225)),
-    ("+ real-image information (--real-info-weight 1): the shipped recipe",
-     dataclasses.replace(PAPER, translate=2, jitter_shear=0.15, jitter_stroke=0.225, real_info_weight=1.0)),
+    ("+ real-image information (--real-info-weight 1): the shipped recipe", SHIPPED),
+    ("+ Q's reading held across views (--consistency-weight 1): an option",
+     dataclasses.replace(SHIPPED, consistency_weight=1.0)),
 ]
 
 
