@@ -88,7 +88,7 @@ def stepper(config: Config | None, device: str, images: torch.Tensor) -> Callabl
             if config is None:
                 plain_gan_step(networks, real, rng, base, autocast)
             else:
-                train_step(config, config.layout(), networks, real, rng, autocast, contrastive=False)
+                train_step(config, config.layout(), networks, real, rng, autocast, epoch=0)
         synchronize(device)
         return time.perf_counter() - started
 

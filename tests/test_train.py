@@ -35,7 +35,7 @@ def test_help_explains_every_option():
     for flag in ("--preset", "--data-dir", "--out", "--epochs", "--seed", "--device", "--resume", "--download",
                  "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate", "--cr-weight", "--cr-start-epoch",
                  "--jitter-shear", "--jitter-stroke", "--ema-decay", "--real-info-weight", "--identity-weight",
-                 "--identity-range", "--consistency-weight", "--view-mirror"):
+                 "--identity-range", "--identity-start-epoch", "--consistency-weight", "--view-mirror"):
         assert flag in result.stdout
 
 
@@ -246,6 +246,22 @@ def test_identity_term_is_logged_kept_and_refused_where_it_cannot_act(tmp_path, 
                        "--identity-weight", "1", "--continuous", "0"]) == 2
     assert "--identity-weight: the term reads the categorical codes" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_identity_term_waits_for_its_start_epoch_and_until_then_trains_as_without_it(tmp_path, digits_dir, capsys):
+    common = ["--preset", "tiny", "--data-dir", str(digits_dir), "--seed", "2", "--device", "cpu"]
+    delayed = run("training", *common, "--out", str(tmp_path / "delayed"), "--epochs", "2", "--identity-weight", "1",
+                  "--identity-start-epoch", "1", env=ONE_THREAD)
+    assert delayed.returncode == 0, delayed.stderr
+    assert run("training", *common, "--out", str(tmp_path / "plain"), "--epochs", "1", env=ONE_THREAD).returncode == 0
+    first, second = (json.loads(line) for line in (tmp_path / "delayed" / "metrics.jsonl").read_text().splitlines())
+    plain = json.loads((tmp_path / "plain" / "metrics.jsonl").read_text())
+    assert first["identity_ce"] == 0 < second["identity_ce"]
+    assert (first["loss_d"], first["loss_g"], first["accuracy"]) == (plain["loss_d"], plain["loss_g"], plain["accuracy"])
+
+    assert train_main(["--preset", "tiny", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x"),
+                       "--identity-weight", "1", "--identity-start-epoch", "2"]) == 2  # tiny trains 2 epochs
+    assert "--identity-start-epoch 2: needs --identity-weight above 0 and fewer than" in capsys.readouterr().err
 
 
 def test_weight_average_is_what_the_run_measures_and_exports(tmp_path, digits_dir, capsys):

@@ -90,12 +90,14 @@ class Fakes(NamedTuple):
 
 
 def train_step(config: Config, layout: LatentLayout, networks: Networks, real: torch.Tensor, rng: torch.Generator,
-               autocast: contextlib.AbstractContextManager, contrastive: bool) -> torch.Tensor:
-    """One D/Q update and one G update on a batch of real images in [-1, 1]; `contrastive` adds InfoGAN-CR's
-    regulariser (the run has its pair classifier and the epoch has reached cr_start_epoch).
+               autocast: contextlib.AbstractContextManager, epoch: int) -> torch.Tensor:
+    """One D/Q update and one G update on a batch of real images in [-1, 1], in the run's `epoch` (counted from
+    0): InfoGAN-CR's regulariser and the identity term are on from their start epochs.
 
     Returns the detached LOSSES without a host sync (the last four are 0 unless their terms are on).
     """
+    contrastive = networks.discriminator.pair_classifier is not None and epoch >= config.cr_start_epoch
+    identity = config.identity_weight > 0 and epoch >= config.identity_start_epoch
     noise, categorical, continuous = sample_latents(layout, len(real), rng, real.device.type)
     with autocast:
         real_view = second_view(real, config.translate, config.jitter_shear, config.jitter_stroke, config.view_mirror,
@@ -110,7 +112,7 @@ def train_step(config: Config, layout: LatentLayout, networks: Networks, real: t
     fakes = Fakes(noise, categorical, continuous, fake, unshifted, jittered, pair)
     loss_d, ce, nll, pair_ce, info_real, consistency = discriminator_step(config, layout, networks, real, real_view,
                                                                           fakes, autocast)
-    loss_g, identity_ce = generator_step(config, layout, networks, fakes, rng, autocast)
+    loss_g, identity_ce = generator_step(config, layout, networks, fakes, rng, autocast, identity)
     return torch.stack([loss.detach().float() for loss in (loss_d, loss_g, ce, nll, pair_ce, info_real, identity_ce,
                                                            consistency)])
 
@@ -150,9 +152,9 @@ def discriminator_step(config: Config, layout: LatentLayout, networks: Networks,
 
 
 def generator_step(config: Config, layout: LatentLayout, networks: Networks, fakes: Fakes, rng: torch.Generator,
-                   autocast: contextlib.AbstractContextManager) -> tuple[torch.Tensor, torch.Tensor]:
-    """G's update: fool D and make the codes recoverable, D's weights held fixed. Returns G's adversarial loss
-    and the identity cross-entropy."""
+                   autocast: contextlib.AbstractContextManager, identity: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """G's update: fool D and make the codes recoverable, D's weights held fixed; `identity` adds the identity
+    term. Returns G's adversarial loss and the identity cross-entropy."""
     discriminator = networks.discriminator
     discriminator.requires_grad_(False)
     with autocast:
@@ -167,7 +169,7 @@ def generator_step(config: Config, layout: LatentLayout, networks: Networks, fak
             loss = loss + config.cr_weight * F.cross_entropy(discriminator.pair_classifier(fakes.unshifted, second),
                                                              shared)
         identity_ce = loss_g.new_zeros(())
-        if config.identity_weight > 0:
+        if identity:
             identity_ce = identity_loss(config, networks, fakes.noise, fakes.categorical, rng)
             loss = loss + config.identity_weight * identity_ce
     networks.opt_g.zero_grad(set_to_none=True)
@@ -269,11 +271,10 @@ class Run:
         # The epoch's order depends only on (seed, epoch), so a resumed run picks up the same batches.
         order_rng = torch.Generator(self.device).manual_seed(config.seed * 7919 + epoch)
         order = torch.randperm(len(self.images), generator=order_rng, device=self.device)
-        contrastive = self.networks.discriminator.pair_classifier is not None and epoch >= config.cr_start_epoch
         for batch_index in range(position, self.steps_per_epoch):
             batch = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
             losses = train_step(config, self.layout, self.networks, scaled(self.images[batch]), self.rng, autocast,
-                                contrastive)
+                                epoch)
             if self.averaged:
                 decay = average_decay(config.ema_decay, self.step)
                 update_average(self.measured[0], self.networks.generator, decay)
