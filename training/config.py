@@ -111,32 +111,31 @@ class Config:
 
     def check(self) -> None:
         """The rules between options; ValueError naming the flag. The latent layout is checked too."""
+        delayed = [("--cr-start-epoch", self.cr_start_epoch, "--cr-weight", self.cr_weight),
+                   ("--identity-start-epoch", self.identity_start_epoch, "--identity-weight", self.identity_weight)]
+        real_readings = [("--real-info-weight", self.real_info_weight), ("--consistency-weight", self.consistency_weight)]
         rules = [  # (broken, what the user is told)
             # H names which of the continuous codes a pair shares
             (self.cr_weight > 0 and self.continuous < 2,
              f"--cr-weight {self.cr_weight:g}: needs at least 2 continuous codes, the run has {self.continuous}"),
-            (self.cr_start_epoch and not (self.cr_weight > 0 and self.cr_start_epoch < self.epochs),
-             f"--cr-start-epoch {self.cr_start_epoch}: needs --cr-weight above 0 and fewer than the run's "
-             f"{self.epochs} epochs (else the regulariser never switches on)"),
+            *[(start and not (weight > 0 and start < self.epochs),
+               f"{start_flag} {start}: needs {weight_flag} above 0 and fewer than the run's {self.epochs} epochs "
+               "(else the term never switches on)") for start_flag, start, weight_flag, weight in delayed],
             # beyond a full dilation the blend overshoots the pixel range
             (self.jitter_stroke > 1,
              f"--jitter-stroke {self.jitter_stroke:g}: must be at most 1 (a full 3x3 dilation or erosion)"),
             ((self.jitter_shear or self.jitter_stroke) and not self.categorical,
              "--jitter-shear/--jitter-stroke: only the categorical codes are read from restyled fakes, and the "
              "run has none"),
-            (self.real_info_weight and not self.categorical,
-             "--real-info-weight: the term reads the categorical codes of real images, and the run has none"),
-            (self.consistency_weight and not self.categorical,
-             "--consistency-weight: the term reads the categorical codes of real images, and the run has none"),
+            *[(weight and not self.categorical,
+               f"{flag}: the term reads the categorical codes of real images, and the run has none")
+              for flag, weight in real_readings],
             (self.consistency_weight and not (self.translate or self.jitter_shear or self.jitter_stroke
                                               or self.view_mirror),
              "--consistency-weight: the second view would be the image itself; it needs --translate, "
              "--jitter-shear/--jitter-stroke or --view-mirror"),
             (self.view_mirror and not self.consistency_weight,
              "--view-mirror: mirror images are only the second view of --consistency-weight, which is 0"),
-            (self.identity_start_epoch and not (self.identity_weight > 0 and self.identity_start_epoch < self.epochs),
-             f"--identity-start-epoch {self.identity_start_epoch}: needs --identity-weight above 0 and fewer than "
-             f"the run's {self.epochs} epochs (else the term never switches on)"),
             (self.identity_weight and not (self.categorical and self.continuous),
              "--identity-weight: the term reads the categorical codes of images with continuous codes past the "
              "prior, and the run lacks one of the two"),
