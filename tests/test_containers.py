@@ -21,7 +21,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import ROOT, dev_tool, free_port, traversals_across_a_signal
+from tests.conftest import ROOT, dev_tool, free_port, scraped, traversals_across_a_signal
 from tests.test_docker import compose
 
 CONTAINERS_CONF = os.environ.get("CONTAINERS_CONF", str(ROOT / "docker" / "podman" / "containers.conf"))
@@ -116,8 +116,7 @@ def test_the_container_serves_every_route(container):
         assert traversal.status_code == 200 and traversal.headers["content-type"] == "image/png"
         encoded = http.post("/encode", content=seven.content, headers={"Content-Type": "image/png"}).json()
         assert encoded["label"] == "7"  # the container's encoder reads back the digit its generator drew
-        metrics = http.get("/metrics").text
-        assert 'http_requests_total{method="POST",route="/encode",status="200"} 1.0' in metrics
+        assert scraped(http, "http_requests_total", method="POST", route="/encode", status="200") == 1
 
 
 def test_the_container_runs_as_its_user_with_a_read_only_root_and_no_capabilities(container, image):

@@ -13,7 +13,7 @@ import yaml
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import ROOT, Server, dev_tool
+from tests.conftest import ROOT, Server, dev_tool, samples
 from tests.test_docker import compose
 
 KUBECTL = dev_tool("kubectl")
@@ -97,7 +97,7 @@ def test_keda_component_scales_on_a_metric_the_service_exports(tmp_path, client)
     assert scaled["spec"]["scaleTargetRef"]["name"] == one(docs, "Deployment")["metadata"]["name"]
     query = next(t for t in scaled["spec"]["triggers"] if t["type"] == "prometheus")["metadata"]["query"]
     metric = re.search(r"\((\w+)\{", query).group(1)
-    assert f"\n{metric}{{" in client.get("/metrics").text
+    assert samples(client, metric), f"the service exports no {metric}"
 
 
 def test_two_replicas_answer_alike(model_dir):

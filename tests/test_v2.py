@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 
 from infogan.latent import LatentLayout
 from infogan.prior import sample
-from tests.conftest import ROOT
+from tests.conftest import ROOT, scraped
 
 SHIPPED = ROOT / "models" / "mnist"
 
@@ -127,5 +127,4 @@ def test_raw_errors_have_the_v2_shape(shipped_server):
             assert answer.status_code == status and message in answer.json()["error"], (body[:30], answer.text[:200])
         assert http.get(shipped_server.url + "/v2/models/nope/ready").status_code == 404
         assert http.get(shipped_server.url + "/v2/nothing").json() == {"error": "Not Found"}
-        metrics = http.get(shipped_server.url + "/metrics").text
-        assert 'route="/v2/models/{name}/infer"' in metrics
+    assert scraped(shipped_server.url, "http_requests_total", route="/v2/models/{name}/infer", status="400") >= 6
