@@ -5,7 +5,7 @@
 For each value of c1, `--draws` images from the prior through the model's generator.onnx, each read by a vote of
 its 3 nearest labelled digits of DATA (cosine similarity of the pixels, no training). Prints, per label, the share
 of its draws read as that label and the digit most of the others are read as. A merge (two values drawing the
-same digit) shows as a low share whose rest goes to one other digit; docs/RESULTS.md uses the lowest share.
+same digit) shows as a low share whose rest goes to one other digit; docs/RESULTS-9k.md uses the lowest share.
 """
 
 from __future__ import annotations

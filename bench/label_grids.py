@@ -4,7 +4,7 @@
 
 Starts `python -m service` on MODEL_DIR and asks `GET /traverse` once per label (c1 pinned to that label's value,
 one row, everything else drawn from `--seed`), from -1 to 1; writes OUT_<code name>.png for each continuous code.
-These are the grids docs/RESULTS.md shows per seed.
+These are the grids docs/RESULTS-9k.md shows per seed.
 """
 
 from __future__ import annotations

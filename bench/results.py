@@ -1,4 +1,4 @@
-"""The results table of docs/RESULTS.md: evaluates each run's final checkpoint on its labelled data.
+"""The results table of docs/RESULTS-9k.md: evaluates each run's final checkpoint on its labelled data.
 
     python bench/results.py --data-dir ../shared/data/mnist-9k runs/mnist-seed1 runs/mnist-seed2 runs/mnist-seed3
 """

@@ -1,4 +1,4 @@
-"""The across-seed table of docs/RESULTS.md: finished runs exported, aligned and measured through the API.
+"""The across-seed table of docs/RESULTS-9k.md: finished runs exported, aligned and measured through the API.
 
     python bench/seeds.py runs/jitter-seed1 runs/jitter-seed2 runs/jitter-seed3 --data-dir ../shared/data/mnist-9k
 

@@ -55,7 +55,7 @@ class Config:
     cr_weight: float = option(0.0, "weight of InfoGAN-CR's contrastive regulariser on the continuous codes (Lin "
                               "et al., 2020; not in the paper; 0 = off)", minimum=0)
     # It may wait until the digits have settled: from the start it cost the categorical code accuracy
-    # (docs/RESULTS.md).
+    # (docs/RESULTS-9k.md).
     cr_start_epoch: int = option(0, "epochs of plain InfoGAN before the contrastive regulariser switches on",
                                  minimum=0)
     # Not in the paper: Q reads the categorical codes of fakes only after a random change of style, so G cannot
