@@ -4,7 +4,8 @@
 
 Training without labels learns a space of continuous codes that holds slant and stroke thickness, but not
 which axes of it carry them: with a fixed-variance Gaussian Q any rotation of that space scores the same
-(docs/RESULTS-9k.md). This step chooses the axes afterwards, by measuring images (infogan/effects.py, with Morpho-MNIST's measures):
+(docs/RESULTS-9k.md). This step chooses the axes afterwards, by measuring images (infogan/effects.py, with
+Morpho-MNIST's measures):
 
 1. fit: for many draws of (noise, categorical code), the generator is run at random points of the trained
    codes' prior and each factor (in real-digit SDs) is fitted as a linear function of the codes;
