@@ -103,9 +103,11 @@ def lower_share(result: dict) -> float:
 
 
 def row(result: dict) -> str:
+    if not result["codes"]:
+        return f"| {result['model']} | {result['accuracy']:.2%} | not measured (--draws 0) | |"
     cells = [f"{name}: {e['slant']:.2f} / {e['thickness']:.2f} ({e['share']:.2f}, {e['factor'] or 'none'})"
              for name, e in result["codes"].items()]
-    return f"| {result['model']} | {result['accuracy']:.2%} | {' | '.join(cells)} | {lower_share(result):.2f} |"
+    return f"| {result['model']} | {result['accuracy']:.2%} | {'; '.join(cells)} | {lower_share(result):.2f} |"
 
 
 def main() -> None:
@@ -131,7 +133,7 @@ def main() -> None:
     if args.split == "validation":
         dataset = hold_out(dataset, VALIDATION_IMAGES)[1]
     scale = reference_scale(dataset.images)
-    print(f"{len(dataset.images)} held-out digits from {args.data_dir}; factors in their SDs "
+    print(f"{len(dataset.images)} held-out {args.dataset} images from {args.data_dir}; factors in their SDs "
           f"(slant {scale['slant']:.3f}, thickness {scale['thickness']:.3f}); {args.draws} draws x {STEPS} values per code\n")
     print("| model | accuracy (/encode) | each continuous code: slant / thickness SD (share, factor) | lower share |")
     print("|---|---|---|---|")
