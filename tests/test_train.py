@@ -32,10 +32,11 @@ def test_smoke_run_writes_checkpoint_metrics_samples_and_label_map(trained_run):
 def test_help_explains_every_option():
     result = run("training", "--help")
     assert result.returncode == 0
-    for flag in ("--preset", "--data-dir", "--out", "--epochs", "--seed", "--device", "--resume", "--download",
-                 "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate", "--cr-weight", "--cr-start-epoch",
-                 "--jitter-shear", "--jitter-stroke", "--ema-decay", "--real-info-weight", "--identity-weight",
-                 "--identity-range", "--identity-start-epoch", "--consistency-weight", "--view-mirror"):
+    for flag in ("--preset", "--data-dir", "--out", "--epochs", "--seed", "--device", "--resume", "--branch",
+                 "--download", "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate",
+                 "--cr-weight", "--cr-start-epoch", "--jitter-shear", "--jitter-stroke", "--ema-decay",
+                 "--real-info-weight", "--identity-weight", "--identity-range", "--identity-start-epoch",
+                 "--consistency-weight", "--view-mirror"):
         assert flag in result.stdout
 
 
@@ -131,6 +132,64 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, digits_dir):
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, digits_dir):
     result = run("training", "--out", str(tmp_path / "nothing"), "--data-dir", str(digits_dir), "--resume")
     assert result.returncode == 2 and "checkpoint.pt: checkpoint not found" in result.stderr
+
+
+def test_a_branch_taking_up_the_identity_term_is_the_run_that_had_it_from_the_start(tmp_path, digits_dir):
+    common = ["--preset", "tiny", "--data-dir", str(digits_dir), "--seed", "3", "--device", "cpu"]
+    term = ["--epochs", "3", "--identity-weight", "0.3", "--identity-start-epoch", "2"]
+    straight = run("training", *common, *term, "--out", str(tmp_path / "straight"), env=ONE_THREAD)
+    assert straight.returncode == 0, straight.stderr
+    base = run("training", *common, "--epochs", "2", "--out", str(tmp_path / "base"), env=ONE_THREAD)
+    assert base.returncode == 0, base.stderr
+    base_before = (tmp_path / "base" / "checkpoint.pt").read_bytes()
+
+    branched = run("training", "--branch", str(tmp_path / "base"), "--out", str(tmp_path / "branched"),
+                   "--data-dir", str(digits_dir), "--device", "cpu", *term, env=ONE_THREAD)
+    assert branched.returncode == 0, branched.stderr
+    assert f"from {tmp_path / 'base' / 'checkpoint.pt'}" in branched.stderr
+    assert (tmp_path / "base" / "checkpoint.pt").read_bytes() == base_before  # the run it branched from is left as it is
+
+    state_a, weights_a = final_state(tmp_path / "straight")
+    state_b, weights_b = final_state(tmp_path / "branched")
+    assert state_b["config"] == state_a["config"] and state_b["step"] == state_a["step"] == 3 * 6
+    assert torch.equal(state_a["rng"], state_b["rng"])
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        torch.testing.assert_close(weights_b[name], weights_a[name], rtol=1e-4, atol=1e-5,
+                                   msg=lambda detail, name=name: f"{name}: {detail}")
+    lines = [json.loads(line) for line in (tmp_path / "branched" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2, 3] and lines[-1]["identity_ce"] > 0  # the term acted
+    assert len(state_b["commands"]) == 2 and "--branch" in state_b["commands"][-1]  # the model card shows both
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "3", "--seed", "4"], "--seed 4: the checkpoint's 2 epochs were trained with 0; only --epochs, "
+                                       "--checkpoint-every and the identity term's options may change"),
+    (["--epochs", "4", "--identity-weight", "0.3", "--identity-start-epoch", "1"],
+     "--identity-start-epoch 1: the checkpoint has trained 2 epochs without the term; it can start at "
+     "--identity-start-epoch 2 or later"),
+    ([], "--epochs 2: TRAINED has trained 2 epochs; a branch needs more to train"),
+])
+def test_a_branch_that_would_change_trained_epochs_is_refused(tmp_path, capsys, digits_dir, trained_run, flags,
+                                                              message):
+    code = train_main(["--branch", str(trained_run), "--out", str(tmp_path / "run"), "--data-dir", str(digits_dir),
+                       *flags])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "error: " + message.replace("TRAINED", str(trained_run))
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_branch_into_a_run_is_refused(tmp_path, capsys, digits_dir, trained_run):
+    code = train_main(["--branch", str(tmp_path / "nothing"), "--out", str(trained_run), "--data-dir",
+                       str(digits_dir), "--epochs", "3"])
+    assert code == 2
+    assert f"{trained_run / 'checkpoint.pt'}: --out already holds a run" in capsys.readouterr().err
+
+
+def test_resume_refuses_options_its_epochs_were_not_trained_with(capsys, digits_dir, trained_run):
+    code = train_main(["--resume", "--out", str(trained_run), "--data-dir", str(digits_dir), "--translate", "2"])
+    assert code == 2
+    assert "error: --translate 2: the checkpoint's 2 epochs were trained with 0" in capsys.readouterr().err
 
 
 def test_alarms_name_the_symptoms():

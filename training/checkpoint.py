@@ -44,6 +44,12 @@ def load_checkpoint(path: Path, device: str = "cpu") -> dict:
     return state
 
 
+def epochs_started(state: dict) -> int:
+    """How many epochs a loaded checkpoint has begun: its finished ones, and the one in progress if any."""
+    finished = state["history"][-1] if state["history"] else {"epoch": 0, "step": 0}
+    return finished["epoch"] + (state["step"] > finished["step"])
+
+
 def load_networks(state: dict, device: str = "cpu") -> tuple[Generator, Discriminator]:
     """Rebuilds the G and D a run exports from a loaded checkpoint (their weight averages where the run keeps
     them), in inference mode."""

@@ -12,7 +12,7 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 
-from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from training.checkpoint import CHECKPOINT_NAME, CheckpointError, epochs_started, load_checkpoint
 from training.config import PRESETS, Config, flags
 from training.data import IDX_DATASETS, DataError, download, load_dataset
 from training.train import pick_device, train
@@ -76,30 +76,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(repeat to try several in order)")
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
                         help="auto picks CUDA when available (bf16 autocast there), else the CPU")
-    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint "
-                        "(same optimiser and RNG state; --epochs may extend the run)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint (same "
+                       "options, optimiser and RNG state; --branch says which options may change)")
+    start.add_argument("--branch", type=Path, metavar="FROM_DIR", help="start RUN_DIR from FROM_DIR's last "
+                       "checkpoint, FROM_DIR left as it is. With --resume and --branch, only late options may "
+                       "change: --epochs, --checkpoint-every, and the identity term's from an epoch not yet "
+                       "begun; the run is then exactly the one they would have trained from the start")
     options = parser.add_argument_group("run options (each a field of training/config.py's Config)")
     for field in flags():
         add_option(options, field)
     return parser.parse_args(argv)
 
 
+def given_options(args: argparse.Namespace) -> dict:
+    return {field.name: getattr(args, field.name) for field in flags() if getattr(args, field.name) is not None}
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """The preset with the flags given; ValueError naming the flag when options contradict each other."""
-    given = {field.name: getattr(args, field.name) for field in flags() if getattr(args, field.name) is not None}
-    config = dataclasses.replace(PRESETS[args.preset], **given)
+    config = dataclasses.replace(PRESETS[args.preset], **given_options(args))
     config.check()
     return config
+
+
+def starting_point(args: argparse.Namespace) -> tuple[Config, Path | None]:
+    """The run's config and the checkpoint it starts from (None: from the start); errors name the flag or file."""
+    if not (args.resume or args.branch):
+        return config_from_args(args), None
+    checkpoint = (args.out if args.resume else args.branch) / CHECKPOINT_NAME
+    if args.branch and (args.out / CHECKPOINT_NAME).exists():
+        raise CheckpointError(f"{args.out / CHECKPOINT_NAME}: --out already holds a run; continue it with --resume "
+                              "or branch into a new directory")
+    state = load_checkpoint(checkpoint)
+    config = state["config"].continued(given_options(args), epochs_started(state))
+    finished = state["history"][-1]["epoch"] if state["history"] else 0
+    if args.branch and finished >= config.epochs:
+        raise ValueError(f"--epochs {config.epochs}: {args.branch} has trained {finished} epochs; a branch needs "
+                         "more to train")
+    return config, checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        if args.resume:
-            state = load_checkpoint(args.out / CHECKPOINT_NAME)
-            config = dataclasses.replace(state["config"], epochs=args.epochs or state["config"].epochs)
-        else:
-            config = config_from_args(args)
+        config, checkpoint = starting_point(args)
         if args.download:
             if config.dataset not in IDX_DATASETS:
                 raise DataError(f"--download: only {', '.join(IDX_DATASETS)} can be downloaded, not {config.dataset}")
@@ -107,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         dataset = load_dataset(config.dataset, args.data_dir, config.image_channels, config.image_size)
         device = pick_device(args.device)
         print(f"training {config.preset} on {dataset.name} ({len(dataset.images) - config.validation} images, "
-              f"{config.validation} held out for validation) on {device} -> {args.out}", file=sys.stderr)
+              f"{config.validation} held out for validation) on {device} -> {args.out}"
+              + (f", from {checkpoint}" if checkpoint else ""), file=sys.stderr)
         command = "python -m training " + " ".join(argv if argv is not None else sys.argv[1:])
-        metrics = train(config, dataset, args.out, device, resume=args.resume, command=command)
+        metrics = train(config, dataset, args.out, device, start_from=checkpoint, command=command)
     except (DataError, CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -152,6 +152,34 @@ class Config:
         self.layout()
 
 
+    def continued(self, changes: dict[str, Any], epochs_started: int) -> Config:
+        """This run's config with `changes`, for training on from a checkpoint `epochs_started` epochs in (its
+        epoch in progress counted); ValueError naming the flag unless the result is exactly the run the changed
+        options would have trained from the start."""
+        changed = {name: value for name, value in changes.items() if value != getattr(self, name)}
+        continued = dataclasses.replace(self, **changed)
+        for name, value in changed.items():
+            if name not in LATE_OPTIONS:
+                raise ValueError(f"--{name.replace('_', '-')} {value}: the checkpoint's {epochs_started} epochs were "
+                                 f"trained with {getattr(self, name)}; only --epochs, --checkpoint-every and the "
+                                 "identity term's options may change")
+        if any(name.startswith("identity_") for name in changed):
+            if self.identity_weight > 0 and self.identity_start_epoch < epochs_started:
+                raise ValueError(f"--identity-*: the checkpoint's run has trained with the identity term since "
+                                 f"epoch {self.identity_start_epoch + 1}; its options can no longer change")
+            if continued.identity_weight > 0 and continued.identity_start_epoch < epochs_started:
+                raise ValueError(f"--identity-start-epoch {continued.identity_start_epoch}: the checkpoint has "
+                                 f"trained {epochs_started} epochs without the term; it can start at "
+                                 f"--identity-start-epoch {epochs_started} or later")
+        continued.check()
+        return continued
+
+
+# The options that act only from their start epoch (or not on training at all): changing them where a run stands
+# gives exactly the run they would have trained from the start.
+LATE_OPTIONS = ("epochs", "checkpoint_every", "identity_weight", "identity_range", "identity_start_epoch")
+
+
 def flags() -> list[dataclasses.Field]:
     """The Config fields that are flags of `python -m training`."""
     return [f for f in dataclasses.fields(Config) if "help" in f.metadata]

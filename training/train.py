@@ -234,8 +234,9 @@ class Run:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT_NAME
 
-    def resume(self) -> None:
-        state = load_checkpoint(self.checkpoint_path, self.device)
+    def resume(self, checkpoint: Path) -> None:
+        """Continues from `checkpoint`: this run's own, or another run's (a branch)."""
+        state = load_checkpoint(checkpoint, self.device)
         generator, discriminator, opt_g, opt_d = self.networks
         for module, name in ((generator, "generator"), (discriminator, "discriminator"), (opt_g, "opt_g"),
                              (opt_d, "opt_d")):
@@ -251,7 +252,7 @@ class Run:
         self.layout = state["layout"]  # with the label map of the last finished epoch
         self.history = [m for m in state["history"] if m["epoch"] <= self.step // self.steps_per_epoch]
         self.commands = state.get("commands", []) + self.commands
-        log.info("resumed from %s at step %d of %d", self.checkpoint_path, self.step, self.total_steps)
+        log.info("resumed from %s at step %d of %d", checkpoint, self.step, self.total_steps)
 
     def checkpoint(self) -> None:
         generator, discriminator, opt_g, opt_d = self.networks
@@ -340,16 +341,18 @@ class Run:
         return metrics
 
 
-def train(config: Config, dataset: Dataset, out_dir: Path, device: str, resume: bool = False, command: str = "") -> dict:
-    """Runs (or resumes) training; returns the last epoch's metrics. Checkpoints land in out_dir."""
+def train(config: Config, dataset: Dataset, out_dir: Path, device: str, start_from: Path | None = None,
+          command: str = "") -> dict:
+    """Runs training from the start or from the checkpoint `start_from`; returns the last epoch's metrics.
+    Checkpoints land in out_dir."""
     (out_dir / "samples").mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     run = Run(config, dataset, out_dir, device, command)
-    if resume:
-        run.resume()
+    if start_from is not None:
+        run.resume(start_from)
     autocast = autocast_for(device)
     # The units of the continuous codes' measured effects (a fixed sample of the real images: only when needed).
     scale = reference_scale(run.dataset.images) if run.layout.continuous else {}
