@@ -166,7 +166,7 @@ def test_a_branch_taking_up_the_identity_term_is_the_run_that_had_it_from_the_st
     (["--epochs", "3", "--seed", "4"], "--seed 4: the checkpoint's 2 epochs were trained with 0; only --epochs, "
                                        "--checkpoint-every and the identity term's options may change"),
     (["--epochs", "4", "--identity-weight", "0.3", "--identity-start-epoch", "1"],
-     "--identity-start-epoch 1: the checkpoint has trained 2 epochs without the term; it can start at "
+     "--identity-start-epoch 1: the checkpoint has begun 2 epochs without the term; it can start at "
      "--identity-start-epoch 2 or later"),
     ([], "--epochs 2: TRAINED has trained 2 epochs; a branch needs more to train"),
 ])
@@ -177,6 +177,17 @@ def test_a_branch_that_would_change_trained_epochs_is_refused(tmp_path, capsys, 
     assert code == 2
     assert capsys.readouterr().err.splitlines()[-1] == "error: " + message.replace("TRAINED", str(trained_run))
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_late_options_change_only_before_they_act():
+    recipe = PRESETS["mnist"]
+    later = recipe.continued({"epochs": 15, "identity_weight": 0.3, "identity_start_epoch": 12}, epochs_started=12)
+    assert (later.epochs, later.identity_weight, later.identity_start_epoch) == (15, 0.3, 12)
+    with pytest.raises(ValueError, match="begun 13 epochs without the term; it can start at --identity-start-epoch 13"):
+        recipe.continued({"epochs": 15, "identity_weight": 0.3, "identity_start_epoch": 12}, epochs_started=13)
+    with pytest.raises(ValueError, match="trained with the identity term since epoch 13; its options can no longer"):
+        later.continued({"identity_weight": 0.1}, epochs_started=14)
+    assert later.continued({"epochs": 20}, epochs_started=14).epochs == 20  # an acted term may train on unchanged
 
 
 def test_a_branch_into_a_run_is_refused(tmp_path, capsys, digits_dir, trained_run):

@@ -151,7 +151,6 @@ class Config:
                 raise ValueError(message)
         self.layout()
 
-
     def continued(self, changes: dict[str, Any], epochs_started: int) -> Config:
         """This run's config with `changes`, for training on from a checkpoint `epochs_started` epochs in (its
         epoch in progress counted); ValueError naming the flag unless the result is exactly the run the changed
@@ -169,7 +168,7 @@ class Config:
                                  f"epoch {self.identity_start_epoch + 1}; its options can no longer change")
             if continued.identity_weight > 0 and continued.identity_start_epoch < epochs_started:
                 raise ValueError(f"--identity-start-epoch {continued.identity_start_epoch}: the checkpoint has "
-                                 f"trained {epochs_started} epochs without the term; it can start at "
+                                 f"begun {epochs_started} epochs without the term; it can start at "
                                  f"--identity-start-epoch {epochs_started} or later")
         continued.check()
         return continued
