@@ -30,6 +30,7 @@ from training.model import sample_latents
 from training.train import Networks, autocast_for, build_networks, pick_device, train_step
 
 PAPER = dataclasses.replace(PRESETS["mnist"], translate=0, jitter_shear=0.0, jitter_stroke=0.0, real_info_weight=0.0)
+# The shipped recipe: 12 epochs of these, then 3 with the identity term (`make model`).
 SHIPPED = dataclasses.replace(PAPER, translate=2, jitter_shear=0.15, jitter_stroke=0.225, real_info_weight=1.0)
 LADDER = [  # (row, config): each row adds one thing to the row before
     ("plain GAN (no Q head, no L_I)", None),
@@ -37,7 +38,9 @@ LADDER = [  # (row, config): each row adds one thing to the row before
     ("+ 2-pixel shifts of D's inputs (--translate 2)", dataclasses.replace(PAPER, translate=2)),
     ("+ style jitter (--jitter-shear 0.15 --jitter-stroke 0.225)",
      dataclasses.replace(PAPER, translate=2, jitter_shear=0.15, jitter_stroke=0.225)),
-    ("+ real-image information (--real-info-weight 1): the shipped recipe", SHIPPED),
+    ("+ real-image information (--real-info-weight 1): the shipped recipe's first 12 epochs", SHIPPED),
+    ("+ the identity term (--identity-weight 0.3): its last 3 epochs",
+     dataclasses.replace(SHIPPED, identity_weight=0.3)),
     ("+ Q's reading held across views (--consistency-weight 1): an option",
      dataclasses.replace(SHIPPED, consistency_weight=1.0)),
 ]
