@@ -37,7 +37,7 @@ lint: $(BIN)/.installed  ## ruff
 serve: $(BIN)/.installed  ## the API on http://127.0.0.1:8000 with the embedded model (no Docker)
 	$(BIN)/python -m service
 
-model: data  ## train the shipped recipe on the official digits (SEED=1; 1.5-2.5 h on 2 CPU cores), export and align into models/mnist
+model: data  ## train the shipped recipe on the official digits (SEED=1; about 2 h on 2 CPU cores), export and align into models/mnist
 	@# the identity term comes on for the last 3 of the 15 epochs (docs/RESULTS.md, rounds 6 and 7)
 	$(BIN)/python -m training --preset mnist --jitter-shear 0.15 --jitter-stroke 0.225 --real-info-weight 1 \
 	    --epochs 15 --identity-weight 0.3 --identity-start-epoch 12 --data-dir $(DATA) --out runs/mnist-seed$(SEED) --seed $(SEED)
