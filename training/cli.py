@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, epochs_started, load_checkpoint
-from training.config import PRESETS, Config, flags
+from training.config import PRESETS, Config, flag_name, flags
 from training.data import IDX_DATASETS, DataError, download, load_dataset
 from training.train import pick_device, train
 
@@ -43,7 +43,7 @@ def sizes(text: str) -> list[int]:
 def add_option(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
     """One Config field as a flag: --name-with-dashes, None unless given (the preset's value stands)."""
     meta, kind = field.metadata, typing.get_type_hints(Config)[field.name]
-    name = "--" + field.name.replace("_", "-")
+    name = flag_name(field.name)
     mnist = getattr(PRESETS["mnist"], field.name)
     shown = ",".join(map(str, mnist)) if isinstance(mnist, list) else mnist
     help_text = f"{meta['help']} (default: the preset's; mnist: {shown})"

@@ -159,7 +159,7 @@ class Config:
         continued = dataclasses.replace(self, **changed)
         for name, value in changed.items():
             if name not in LATE_OPTIONS:
-                raise ValueError(f"--{name.replace('_', '-')} {value}: the checkpoint's {epochs_started} epochs were "
+                raise ValueError(f"{flag_name(name)} {value}: the checkpoint's {epochs_started} epochs were "
                                  f"trained with {getattr(self, name)}; only --epochs, --checkpoint-every and the "
                                  "identity term's options may change")
         if any(name.startswith("identity_") for name in changed):
@@ -182,6 +182,11 @@ LATE_OPTIONS = ("epochs", "checkpoint_every", "identity_weight", "identity_range
 def flags() -> list[dataclasses.Field]:
     """The Config fields that are flags of `python -m training`."""
     return [f for f in dataclasses.fields(Config) if "help" in f.metadata]
+
+
+def flag_name(field_name: str) -> str:
+    """A Config field's flag: --name-with-dashes."""
+    return "--" + field_name.replace("_", "-")
 
 
 PRESETS: dict[str, Config] = {
