@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import PYTHON, ROOT, run
+from tests.conftest import PYTHON, ROOT, make_digits, run, write_idx
 from training.checkpoint import load_checkpoint, load_networks
 from training.cli import main as train_main
 from training.config import PRESETS
@@ -201,6 +201,29 @@ def test_resume_refuses_options_its_epochs_were_not_trained_with(capsys, digits_
     code = train_main(["--resume", "--out", str(trained_run), "--data-dir", str(digits_dir), "--translate", "2"])
     assert code == 2
     assert "error: --translate 2: the checkpoint's 2 epochs were trained with 0" in capsys.readouterr().err
+
+
+def test_a_continued_run_keeps_its_preset(capsys, digits_dir, trained_run):
+    code = train_main(["--resume", "--out", str(trained_run), "--data-dir", str(digits_dir), "--preset", "mnist"])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: --preset mnist: {trained_run / 'checkpoint.pt'} was trained with preset tiny, which a resumed or "
+        "branched run keeps; leave --preset out")
+
+
+def test_a_run_continues_only_on_the_images_it_began_on(tmp_path, capsys, trained_run):
+    other = tmp_path / "other-digits"
+    other.mkdir()
+    images, labels = make_digits(384, seed=1)
+    write_idx(other / "train-images-idx3-ubyte.gz", images)
+    write_idx(other / "train-labels-idx1-ubyte.gz", labels)
+    code = train_main(["--branch", str(trained_run), "--out", str(tmp_path / "run"), "--data-dir", str(other),
+                       "--epochs", "3"])
+    assert code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith(f"error: {trained_run / 'checkpoint.pt'}: trained on other images than the mnist images "
+                            "given (--data-dir; SHA-256 ")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_alarms_name_the_symptoms():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -19,6 +20,12 @@ FORMAT_VERSION = 1
 class CheckpointError(Exception):
     """A checkpoint is missing, unreadable or does not fit the networks it describes."""
 
+
+class StartingPoint(NamedTuple):
+    """The checkpoint a run continues (its own, or another run's for a branch), read once."""
+
+    path: Path
+    state: dict
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -12,10 +12,12 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 
-from training.checkpoint import CHECKPOINT_NAME, CheckpointError, epochs_started, load_checkpoint
+from training.checkpoint import CHECKPOINT_NAME, CheckpointError, StartingPoint, epochs_started, load_checkpoint
 from training.config import PRESETS, Config, flag_name, flags
 from training.data import IDX_DATASETS, DataError, download, load_dataset
 from training.train import pick_device, train
+
+DEFAULT_PRESET = "mnist"
 
 
 def bounded(kind: type, minimum: float | None, above: bool) -> Callable[[str], int | float]:
@@ -63,9 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Train InfoGAN. Writes RUN_DIR/checkpoint.pt (atomically, every --checkpoint-every steps and "
         "after every epoch), RUN_DIR/metrics.jsonl (one line per epoch), RUN_DIR/samples/*.png and RUN_DIR/train.log.",
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="mnist",
-                        help="network, latent layout and optimiser settings from the paper (default: mnist); "
-                        "'tiny' is a small network for tests")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="network, latent layout and optimiser settings from the paper (default: mnist; a resumed "
+                        "or branched run keeps its checkpoint's); 'tiny' is a small network for tests")
     parser.add_argument("--data-dir", type=Path, required=True,
                         help="directory with the IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]) "
                         "or, with --dataset folder, a tree of PNG/JPEG images (sub-folder names become labels)")
@@ -95,12 +97,12 @@ def given_options(args: argparse.Namespace) -> dict:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The preset with the flags given; ValueError naming the flag when options contradict each other."""
-    config = dataclasses.replace(PRESETS[args.preset], **given_options(args))
+    config = dataclasses.replace(PRESETS[args.preset or DEFAULT_PRESET], **given_options(args))
     config.check()
     return config
 
 
-def starting_point(args: argparse.Namespace) -> tuple[Config, Path | None]:
+def starting_point(args: argparse.Namespace) -> tuple[Config, StartingPoint | None]:
     """The run's config and the checkpoint it starts from (None: from the start); errors name the flag or file."""
     if not (args.resume or args.branch):
         return config_from_args(args), None
@@ -109,12 +111,16 @@ def starting_point(args: argparse.Namespace) -> tuple[Config, Path | None]:
         raise CheckpointError(f"{args.out / CHECKPOINT_NAME}: --out already holds a run; continue it with --resume "
                               "or branch into a new directory")
     state = load_checkpoint(checkpoint)
-    config = state["config"].continued(given_options(args), epochs_started(state))
+    trained = state["config"]
+    if args.preset not in (None, trained.preset):
+        raise ValueError(f"--preset {args.preset}: {checkpoint} was trained with preset {trained.preset}, which a "
+                         "resumed or branched run keeps; leave --preset out")
+    config = trained.continued(given_options(args), epochs_started(state))
     finished = state["history"][-1]["epoch"] if state["history"] else 0
     if args.branch and finished >= config.epochs:
         raise ValueError(f"--epochs {config.epochs}: {args.branch} has trained {finished} epochs; a branch needs "
                          "more to train")
-    return config, checkpoint
+    return config, StartingPoint(checkpoint, state)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(args.device)
         print(f"training {config.preset} on {dataset.name} ({len(dataset.images) - config.validation} images, "
               f"{config.validation} held out for validation) on {device} -> {args.out}"
-              + (f", from {checkpoint}" if checkpoint else ""), file=sys.stderr)
+              + (f", from {checkpoint.path}" if checkpoint else ""), file=sys.stderr)
         command = "python -m training " + " ".join(argv if argv is not None else sys.argv[1:])
         metrics = train(config, dataset, args.out, device, start_from=checkpoint, command=command)
     except (DataError, CheckpointError, ValueError) as error:

@@ -36,6 +36,11 @@ class Dataset:
     name: str
 
 
+def fingerprint(dataset: Dataset) -> str:
+    """SHA-256 of a data set's images: a checkpoint records it, so a run continues only on the images it began on."""
+    return hashlib.sha256(np.ascontiguousarray(dataset.images).tobytes()).hexdigest()
+
+
 class IdxFile(NamedTuple):
     """An official IDX file's published MD5s: of the gzipped download and of the uncompressed bytes."""
 

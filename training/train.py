@@ -23,9 +23,9 @@ from infogan.files import atomic_write
 from infogan.latent import LatentLayout
 from training.augment import jitter_style, scaled, second_view, translate
 from training.average import average_copy, average_decay, update_average
-from training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from training.checkpoint import CHECKPOINT_NAME, StartingPoint, save_checkpoint
 from training.config import Config
-from training.data import DataError, Dataset, hold_out
+from training.data import DataError, Dataset, fingerprint, hold_out
 from training.disentangle import code_effects, code_identity, digit_classifier
 from training.evaluation import alarms, code_metrics, sample_grids
 from training.losses import (
@@ -211,6 +211,7 @@ class Run:
 
     def __init__(self, config: Config, dataset: Dataset, out_dir: Path, device: str, command: str):
         self.config, self.out_dir, self.device = config, out_dir, device
+        self.data_sha256 = fingerprint(dataset)
         self.dataset, self.validation = hold_out(dataset, config.validation)
         torch.manual_seed(config.seed)
         self.layout = config.layout()
@@ -234,9 +235,13 @@ class Run:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT_NAME
 
-    def resume(self, checkpoint: Path) -> None:
-        """Continues from `checkpoint`: this run's own, or another run's (a branch)."""
-        state = load_checkpoint(checkpoint, self.device)
+    def resume(self, start: StartingPoint) -> None:
+        """Continues from a checkpoint: this run's own, or another run's (a branch)."""
+        state = start.state
+        if state.get("data_sha256", self.data_sha256) != self.data_sha256:  # older checkpoints did not record it
+            raise DataError(f"{start.path}: trained on other images than the {self.dataset.name} images given "
+                            f"(--data-dir; SHA-256 {self.data_sha256[:12]}..., the checkpoint's "
+                            f"{state['data_sha256'][:12]}...); continue it on the images it began on")
         generator, discriminator, opt_g, opt_d = self.networks
         for module, name in ((generator, "generator"), (discriminator, "discriminator"), (opt_g, "opt_g"),
                              (opt_d, "opt_d")):
@@ -252,7 +257,7 @@ class Run:
         self.layout = state["layout"]  # with the label map of the last finished epoch
         self.history = [m for m in state["history"] if m["epoch"] <= self.step // self.steps_per_epoch]
         self.commands = state.get("commands", []) + self.commands
-        log.info("resumed from %s at step %d of %d", checkpoint, self.step, self.total_steps)
+        log.info("resumed from %s at step %d of %d", start.path, self.step, self.total_steps)
 
     def checkpoint(self) -> None:
         generator, discriminator, opt_g, opt_d = self.networks
@@ -262,7 +267,8 @@ class Run:
             "config": dataclasses.asdict(self.config), "layout": self.layout.to_dict(), "step": self.step,
             "elapsed": self.elapsed, "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": self.rng.get_state(), "sums": self.sums,
-            "history": self.history, "dataset": self.dataset.name, "commands": self.commands, **averages,
+            "history": self.history, "dataset": self.dataset.name, "data_sha256": self.data_sha256,
+            "commands": self.commands, **averages,
         })
 
     def run_epoch(self, bar: tqdm, autocast: contextlib.AbstractContextManager, started: float) -> None:
@@ -341,7 +347,7 @@ class Run:
         return metrics
 
 
-def train(config: Config, dataset: Dataset, out_dir: Path, device: str, start_from: Path | None = None,
+def train(config: Config, dataset: Dataset, out_dir: Path, device: str, start_from: StartingPoint | None = None,
           command: str = "") -> dict:
     """Runs training from the start or from the checkpoint `start_from`; returns the last epoch's metrics.
     Checkpoints land in out_dir."""
