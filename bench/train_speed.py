@@ -43,6 +43,8 @@ LADDER = [  # (row, config): each row adds one thing to the row before
      dataclasses.replace(SHIPPED, identity_weight=0.3)),
     ("+ Q's reading held across views (--consistency-weight 1): an option",
      dataclasses.replace(SHIPPED, consistency_weight=1.0)),
+    ("the shipped recipe's first 12 epochs in bf16 (--precision bf16): an option",
+     dataclasses.replace(SHIPPED, precision="bf16")),
 ]
 
 
@@ -80,7 +82,7 @@ def stepper(config: Config | None, device: str, images: torch.Tensor) -> Callabl
     base = config or PAPER
     networks = build_networks(base, device)
     rng = torch.Generator(device).manual_seed(0)
-    autocast = autocast_for(device)
+    autocast = autocast_for(device, base.precision)
 
     def run(steps: int) -> float:
         synchronize(device)

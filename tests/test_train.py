@@ -36,7 +36,7 @@ def test_help_explains_every_option():
                  "--download", "--mirror", "--categorical", "--continuous", "--learn-sigma", "--translate",
                  "--cr-weight", "--cr-start-epoch", "--jitter-shear", "--jitter-stroke", "--ema-decay",
                  "--real-info-weight", "--identity-weight", "--identity-range", "--identity-start-epoch",
-                 "--consistency-weight", "--view-mirror"):
+                 "--consistency-weight", "--view-mirror", "--precision"):
         assert flag in result.stdout
 
 
@@ -224,6 +224,22 @@ def test_a_run_continues_only_on_the_images_it_began_on(tmp_path, capsys, traine
     assert error.startswith(f"error: {trained_run / 'checkpoint.pt'}: trained on other images than the mnist images "
                             "given (--data-dir; SHA-256 ")
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_bf16_trains_the_same_run_in_other_arithmetic(tmp_path, digits_dir):
+    common = ["--preset", "tiny", "--data-dir", str(digits_dir), "--epochs", "1", "--seed", "3", "--device", "cpu"]
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        result = run("training", *common, "--precision", precision, "--out", str(tmp_path / precision), env=ONE_THREAD)
+        assert result.returncode == 0, result.stderr
+        assert f"on cpu in {precision} -> " in result.stderr
+        runs[precision] = final_state(tmp_path / precision)
+    (state_32, weights_32), (state_16, weights_16) = runs["fp32"], runs["bf16"]
+    assert state_16["config"].precision == "bf16"  # a resumed run keeps it
+    assert state_16["step"] == state_32["step"] and torch.equal(state_16["rng"], state_32["rng"])
+    differs = [name for name in weights_32 if not torch.equal(weights_16[name], weights_32[name])]
+    assert differs, "bf16 autocast must change the arithmetic"
+    assert all(torch.isfinite(weights).all() for weights in weights_16.values())
 
 
 def test_alarms_name_the_symptoms():

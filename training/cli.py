@@ -15,7 +15,7 @@ from pathlib import Path
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, StartingPoint, epochs_started, load_checkpoint
 from training.config import PRESETS, Config, flag_name, flags
 from training.data import IDX_DATASETS, DataError, download, load_dataset
-from training.train import pick_device, train
+from training.train import native_bf16, pick_device, resolved_precision, train
 
 DEFAULT_PRESET = "mnist"
 
@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mirror", action="append", help="base URL to download from instead of the official mirrors "
                         "(repeat to try several in order)")
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
-                        help="auto picks CUDA when available (bf16 autocast there), else the CPU")
+                        help="auto picks CUDA when available, else the CPU")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint (same "
                        "options, optimiser and RNG state; --branch says which options may change)")
@@ -133,9 +133,13 @@ def main(argv: list[str] | None = None) -> int:
             download(config.dataset, args.data_dir, args.mirror)
         dataset = load_dataset(config.dataset, args.data_dir, config.image_channels, config.image_size)
         device = pick_device(args.device)
+        precision = resolved_precision(device, config.precision)
         print(f"training {config.preset} on {dataset.name} ({len(dataset.images) - config.validation} images, "
-              f"{config.validation} held out for validation) on {device} -> {args.out}"
+              f"{config.validation} held out for validation) on {device} in {precision} -> {args.out}"
               + (f", from {checkpoint.path}" if checkpoint else ""), file=sys.stderr)
+        if precision == "bf16" and not native_bf16(device):
+            print(f"warning: --precision bf16: this {device} has no native bf16 (AMX or AVX512-BF16); the run will be "
+                  "slower than in fp32", file=sys.stderr)
         command = "python -m training " + " ".join(argv if argv is not None else sys.argv[1:])
         metrics = train(config, dataset, args.out, device, start_from=checkpoint, command=command)
     except (DataError, CheckpointError, ValueError) as error:

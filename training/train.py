@@ -61,9 +61,21 @@ def build_networks(config: Config, device: str) -> Networks:
     return Networks(generator, discriminator, opt_g, opt_d)
 
 
-def autocast_for(device: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (no loss scaling needed), full precision elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+def resolved_precision(device: str, precision: str) -> str:
+    """bf16 or fp32: the config's `precision` on this device."""
+    return ("bf16" if device == "cuda" else "fp32") if precision == "auto" else precision
+
+
+def autocast_for(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast (no loss scaling needed) or full precision."""
+    if resolved_precision(device, precision) == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device, dtype=torch.bfloat16)
+
+
+def native_bf16(device: str) -> bool:
+    """Whether the device computes bf16 in hardware (else bf16 autocast is slower than fp32)."""
+    return device == "cuda" or torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def pick_device(name: str) -> str:
@@ -359,7 +371,7 @@ def train(config: Config, dataset: Dataset, out_dir: Path, device: str, start_fr
     run = Run(config, dataset, out_dir, device, command)
     if start_from is not None:
         run.resume(start_from)
-    autocast = autocast_for(device)
+    autocast = autocast_for(device, config.precision)
     # The units of the continuous codes' measured effects (a fixed sample of the real images: only when needed).
     scale = reference_scale(run.dataset.images) if run.layout.continuous else {}
     classifier = digit_classifier(config.dataset, run.layout)  # reads G's digits along the sweeps (an instrument)
