@@ -88,11 +88,12 @@ def final_state(run_dir):
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, digits_dir):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, digits_dir, precision):
     # --translate: the shifts draw from the same RNG stream as the latents, so resume must restore it for both.
     # --ema-decay: the weight average is state of its own, which resume must restore too.
     common = ["--preset", "tiny", "--data-dir", str(digits_dir), "--epochs", "8", "--checkpoint-every", "2",
-              "--seed", "3", "--device", "cpu", "--translate", "2", "--ema-decay", "0.9"]
+              "--seed", "3", "--device", "cpu", "--translate", "2", "--ema-decay", "0.9", "--precision", precision]
     straight = run("training", *common, "--out", str(tmp_path / "straight"), env=ONE_THREAD)
     assert straight.returncode == 0, straight.stderr
 
