@@ -46,9 +46,9 @@ def add_option(parser: argparse.ArgumentParser, field: dataclasses.Field) -> Non
     """One Config field as a flag: --name-with-dashes, None unless given (the preset's value stands)."""
     meta, kind = field.metadata, typing.get_type_hints(Config)[field.name]
     name = flag_name(field.name)
-    mnist = getattr(PRESETS["mnist"], field.name)
-    shown = ",".join(map(str, mnist)) if isinstance(mnist, list) else mnist
-    help_text = f"{meta['help']} (default: the preset's; mnist: {shown})"
+    value = getattr(PRESETS[DEFAULT_PRESET], field.name)
+    shown = ",".join(map(str, value)) if isinstance(value, list) else value
+    help_text = f"{meta['help']} (default: the preset's; {DEFAULT_PRESET}: {shown})"
     if kind is bool:
         parser.add_argument(name, action="store_true", default=None, help=help_text)
     elif meta["choices"]:
@@ -66,8 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "after every epoch), RUN_DIR/metrics.jsonl (one line per epoch), RUN_DIR/samples/*.png and RUN_DIR/train.log.",
     )
     parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="network, latent layout and optimiser settings from the paper (default: mnist; a resumed "
-                        "or branched run keeps its checkpoint's); 'tiny' is a small network for tests")
+                        help=f"network, latent layout and optimiser settings from the paper (default: {DEFAULT_PRESET}; "
+                        "a resumed or branched run keeps its checkpoint's); 'tiny' is a small network for tests")
     parser.add_argument("--data-dir", type=Path, required=True,
                         help="directory with the IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]) "
                         "or, with --dataset folder, a tree of PNG/JPEG images (sub-folder names become labels)")
