@@ -100,8 +100,8 @@ class Config:
     validation: int = option(0, "hold out the last N images of the training file: never trained on, read for "
                              "val_accuracy every epoch (0 = train on every image)", minimum=0)
     seed: int = option(0, "seed for weights, latents and data order", minimum=0)
-    # bf16 autocast about halves a step on GPUs and on CPUs with native bf16 (AMX, AVX512-BF16); the CPU keeps
-    # fp32 unless asked, as the shipped recipe's results were measured in it.
+    # bf16 autocast is faster on GPUs and on CPUs with native bf16 (AMX, AVX512-BF16; docs/PERFORMANCE.md says
+    # how much); the CPU keeps fp32 unless asked, as the shipped recipe's results were measured in it.
     precision: str = option("auto", "the training step's arithmetic: bf16 (autocast: products and convolutions in "
                             "bfloat16), fp32, or auto: bf16 on CUDA, fp32 on the CPU", choices=("auto", "bf16", "fp32"))
     checkpoint_every: int = option(500, "steps between checkpoints", minimum=1)
