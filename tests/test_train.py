@@ -227,6 +227,13 @@ def test_a_run_continues_only_on_the_images_it_began_on(tmp_path, capsys, traine
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+def test_a_run_records_the_arithmetic_auto_chose_and_keeps_it(capsys, digits_dir, trained_run):
+    assert load_checkpoint(trained_run / "checkpoint.pt")["config"].precision == "fp32"  # auto, on the CPU
+    code = train_main(["--resume", "--out", str(trained_run), "--data-dir", str(digits_dir), "--precision", "bf16"])
+    assert code == 2
+    assert "error: --precision bf16: the checkpoint's 2 epochs were trained with fp32" in capsys.readouterr().err
+
+
 def test_bf16_trains_the_same_run_in_other_arithmetic(tmp_path, digits_dir):
     common = ["--preset", "tiny", "--data-dir", str(digits_dir), "--epochs", "1", "--seed", "3", "--device", "cpu"]
     runs = {}

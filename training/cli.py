@@ -91,21 +91,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def given_options(args: argparse.Namespace) -> dict:
-    return {field.name: getattr(args, field.name) for field in flags() if getattr(args, field.name) is not None}
+def given_options(args: argparse.Namespace, device: str) -> dict:
+    """The flags given, `--precision auto` resolved for `device`."""
+    given = {field.name: getattr(args, field.name) for field in flags() if getattr(args, field.name) is not None}
+    if "precision" in given:
+        given["precision"] = resolved_precision(device, given["precision"])
+    return given
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
+def on_device(config: Config, device: str) -> Config:
+    """`config` with its precision resolved for `device`: a run records the arithmetic it trains in, and a run
+    resumed on another kind of device keeps it (or is refused a change) instead of changing it unseen."""
+    return dataclasses.replace(config, precision=resolved_precision(device, config.precision))
+
+
+def config_from_args(args: argparse.Namespace, device: str) -> Config:
     """The preset with the flags given; ValueError naming the flag when options contradict each other."""
-    config = dataclasses.replace(PRESETS[args.preset or DEFAULT_PRESET], **given_options(args))
+    config = dataclasses.replace(on_device(PRESETS[args.preset or DEFAULT_PRESET], device), **given_options(args, device))
     config.check()
     return config
 
 
-def starting_point(args: argparse.Namespace) -> tuple[Config, StartingPoint | None]:
+def starting_point(args: argparse.Namespace, device: str) -> tuple[Config, StartingPoint | None]:
     """The run's config and the checkpoint it starts from (None: from the start); errors name the flag or file."""
     if not (args.resume or args.branch):
-        return config_from_args(args), None
+        return config_from_args(args, device), None
     checkpoint = (args.out if args.resume else args.branch) / CHECKPOINT_NAME
     if args.branch and (args.out / CHECKPOINT_NAME).exists():
         raise CheckpointError(f"{args.out / CHECKPOINT_NAME}: --out already holds a run; continue it with --resume "
@@ -115,7 +125,7 @@ def starting_point(args: argparse.Namespace) -> tuple[Config, StartingPoint | No
     if args.preset not in (None, trained.preset):
         raise ValueError(f"--preset {args.preset}: {checkpoint} was trained with preset {trained.preset}, which a "
                          "resumed or branched run keeps; leave --preset out")
-    config = trained.continued(given_options(args), epochs_started(state))
+    config = on_device(trained, device).continued(given_options(args, device), epochs_started(state))
     finished = state["history"][-1]["epoch"] if state["history"] else 0
     if args.branch and finished >= config.epochs:
         raise ValueError(f"--epochs {config.epochs}: {args.branch} has trained {finished} epochs; a branch needs "
@@ -126,18 +136,17 @@ def starting_point(args: argparse.Namespace) -> tuple[Config, StartingPoint | No
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config, checkpoint = starting_point(args)
+        device = pick_device(args.device)
+        config, checkpoint = starting_point(args, device)
         if args.download:
             if config.dataset not in IDX_DATASETS:
                 raise DataError(f"--download: only {', '.join(IDX_DATASETS)} can be downloaded, not {config.dataset}")
             download(config.dataset, args.data_dir, args.mirror)
         dataset = load_dataset(config.dataset, args.data_dir, config.image_channels, config.image_size)
-        device = pick_device(args.device)
-        precision = resolved_precision(device, config.precision)
         print(f"training {config.preset} on {dataset.name} ({len(dataset.images) - config.validation} images, "
-              f"{config.validation} held out for validation) on {device} in {precision} -> {args.out}"
+              f"{config.validation} held out for validation) on {device} in {config.precision} -> {args.out}"
               + (f", from {checkpoint.path}" if checkpoint else ""), file=sys.stderr)
-        if precision == "bf16" and not native_bf16(device):
+        if config.precision == "bf16" and not native_bf16(device):
             print(f"warning: --precision bf16: this {device} has no native bf16 (AMX or AVX512-BF16); the run will be "
                   "slower than in fp32", file=sys.stderr)
         command = "python -m training " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -103,7 +103,9 @@ class Config:
     # bf16 autocast is faster on GPUs and on CPUs with native bf16 (AMX, AVX512-BF16; docs/PERFORMANCE.md says
     # how much); the CPU keeps fp32 unless asked, as the shipped recipe's results were measured in it.
     precision: str = option("auto", "the training step's arithmetic: bf16 (autocast: products and convolutions in "
-                            "bfloat16), fp32, or auto: bf16 on CUDA, fp32 on the CPU", choices=("auto", "bf16", "fp32"))
+                            "bfloat16), fp32, or auto: bf16 on CUDA, fp32 on the CPU (the run records which and, "
+                            "resumed, keeps it)",
+                            choices=("auto", "bf16", "fp32"))
     checkpoint_every: int = option(500, "steps between checkpoints", minimum=1)
     log_every: int = 25  # steps between progress-bar updates (each one is a host sync on CUDA)
 
