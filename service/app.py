@@ -91,15 +91,18 @@ def serve(settings: Settings, models: dict[str, Model]) -> None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def drain_on_sigterm(repository: Repository) -> None:
+def drain_on_sigterm(repository: Repository, grace_s: float) -> None:
     """On SIGTERM, /readyz turns 503 before uvicorn's own handler starts the graceful shutdown (in-flight
-    requests finish within SHUTDOWN_GRACE_S). Chained, so uvicorn keeps doing the shutdown itself."""
+    requests finish within SHUTDOWN_GRACE_S, `grace_s`; those that cannot are answered 503 just before it ends).
+    Chained, so uvicorn keeps doing the shutdown itself."""
     if threading.current_thread() is not threading.main_thread():  # signals can only be set from the main thread
         return
     previous = signal.getsignal(signal.SIGTERM)
+    loop = asyncio.get_running_loop()
 
     def handle(signum: int, frame: FrameType | None) -> None:
         repository.draining = True
+        loop.call_soon_threadsafe(repository.inference.stop_within, grace_s)  # not from inside a signal handler
         if callable(previous):
             previous(signum, frame)
 
@@ -153,7 +156,7 @@ def create_app(settings: Settings | None = None, models: dict[str, Model] | None
         # Warmed up before the first connection is accepted: a worker that shares the port takes traffic only
         # once every batch size of every model has run.
         await repository.start(models)
-        drain_on_sigterm(repository)
+        drain_on_sigterm(repository, settings.shutdown_grace_s)
         if threading.current_thread() is threading.main_thread():  # SIGHUP: serve the repository's changes
             asyncio.get_running_loop().add_signal_handler(FOLLOW_REPOSITORY, repository.follow_soon)
             repository.catch_up()

@@ -52,6 +52,9 @@ class DeadlineExceeded(Exception):
 
 INFERENCE_NICENESS = 10
 DECODE_QUEUE_PER_SLOT = 4
+# The end of SHUTDOWN_GRACE_S kept to answer, with a 503, the requests that cannot finish in it: past the grace
+# uvicorn cancels what is left, and a cancelled request reads as a 500.
+SHUTDOWN_ANSWER_S = 1.0
 
 
 def lower_priority() -> None:
@@ -77,6 +80,15 @@ class Inference:
         self.pads_batches = provider == CUDA
         self.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
         self.decodes_waiting = 0
+        self.waits: set[asyncio.Timeout] = set()  # the deadlines of the requests waiting for inference, any model
+        self.stops_at: float | None = None  # event-loop time by which a stopping worker has answered everything
+
+    def stop_within(self, grace_s: float) -> None:
+        """The worker stops in `grace_s` seconds: every request still waiting for inference shortly before then
+        (and any that comes) is answered 503, and a client can retry it elsewhere, instead of being cut off."""
+        self.stops_at = asyncio.get_running_loop().time() + max(0.0, grace_s - min(SHUTDOWN_ANSWER_S, grace_s / 2))
+        for wait in self.waits:
+            wait.reschedule(min(wait.when(), self.stops_at))
 
     def stop(self) -> None:
         for executor in filter(None, (self.executor, self.finisher)):
@@ -190,14 +202,25 @@ class Engine:
         batcher = self.batcher(session)
         on_timing = partial(record_stages, submitted=time.perf_counter(), attributes={
             "model": self.name, "model.version": self.version, "session": session}) if self.settings.tracing else None
+        waits = self.inference.waits
         self.in_flight += 1
         try:
-            async with asyncio.timeout(deadline):
-                return await batcher.submit(feeds, finish, self.budget(timeout_s), on_timing)
+            async with asyncio.timeout(deadline) as wait:
+                if self.inference.stops_at is not None:
+                    wait.reschedule(min(wait.when(), self.inference.stops_at))
+                waits.add(wait)
+                try:
+                    return await batcher.submit(feeds, finish, self.budget(timeout_s), on_timing)
+                finally:
+                    waits.discard(wait)
         except Overloaded as error:
             self.shed.labels(error.reason).inc()
             raise
         except TimeoutError:
+            if wait.when() == self.inference.stops_at:
+                self.shed.labels("shutdown").inc()
+                raise DeadlineExceeded("the service is stopping and could not answer before it exits; retry", 1.0) \
+                    from None
             self.shed.labels("deadline").inc()
             raise DeadlineExceeded(f"no answer within the {deadline:g} s deadline", batcher.retry_after()) from None
         finally:

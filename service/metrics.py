@@ -89,7 +89,8 @@ class Metrics:
                                     SESSION_LABELS, buckets=LATENCY_BUCKETS, registry=self.registry)
         self.shed = Counter("requests_shed_total", "requests refused or given up by the service, by reason: "
                             "queue_full, expected_wait (could not be answered within its budget), deadline, "
-                            "decode_queue (too many uploads waiting to be decoded)",
+                            "decode_queue (too many uploads waiting to be decoded), shutdown (still waiting as "
+                            "SHUTDOWN_GRACE_S ended)",
                             ["reason"], registry=self.registry)
         self.abandoned = Counter("inference_abandoned_total", "queued requests dropped unrun: the caller had gone "
                                  "(deadline or disconnect)", SESSION_LABELS, registry=self.registry)

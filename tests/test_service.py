@@ -451,6 +451,18 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits():
         httpx.get(server.url + "/healthz", timeout=2)
 
 
+def test_requests_the_grace_cannot_finish_are_answered_503_not_cut_off():
+    # Sixteen traversals of 1,024 images, a second of grace: most are still queued when it ends. Past the grace
+    # uvicorn cancels what is left, and a cancelled request reads as a 500.
+    server = Server(ROOT / "models" / "mnist", WORKERS="1", SHUTDOWN_GRACE_S="1", MAX_QUEUE_WAIT_S="60",
+                    REQUEST_TIMEOUT_S="60")
+    statuses, _, signalled = traversals_across_a_signal(
+        server.url, 16, lambda: server.process.send_signal(signal.SIGTERM))
+    assert 503 in statuses and set(statuses) <= {200, 503}, statuses
+    assert server.process.wait(timeout=30) in (0, -signal.SIGTERM) and time.monotonic() - signalled < 5
+    assert "timeout graceful shutdown exceeded" not in server.process.stdout.read()
+
+
 def test_a_client_that_disconnects_takes_its_queued_work_with_it(model_dir):
     server = Server(model_dir, WORKERS="1", MAX_QUEUE_WAIT_S="60")  # every request admitted, so they queue up
     try:
