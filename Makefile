@@ -44,11 +44,11 @@ model: data  ## train the shipped recipe on the official digits (SEED=1; about 2
 	$(BIN)/python -m export runs/mnist-seed$(SEED) --out models/mnist --name infogan-mnist --version 3 --precision fp16
 	$(BIN)/python -m export.align models/mnist --data-dir $(DATA)
 
-fashion-model: $(BIN)/.installed  ## the same for models/fashion-mnist: its official files, the fashion-mnist preset (seed 8, bf16), export, align
+fashion-model: $(BIN)/.installed  ## the same for models/fashion-mnist: its official files, the fashion-mnist preset (seed 10, bf16), export, align
 	$(MAKE) data DATASET=fashion-mnist
 	$(BIN)/python -m training --preset fashion-mnist --real-info-weight 1 --precision bf16 --data-dir data/fashion-mnist \
-	    --out runs/fashion-mnist-seed8 --seed 8
-	$(BIN)/python -m export runs/fashion-mnist-seed8 --out models/fashion-mnist --name infogan-fashion-mnist --version 3 --precision fp16
+	    --out runs/fashion-mnist-seed10 --seed 10
+	$(BIN)/python -m export runs/fashion-mnist-seed10 --out models/fashion-mnist --name infogan-fashion-mnist --version 4 --precision fp16
 	@# exit 2: no map moves one stroke measure per code (the shipped model's case); the codes stay c2 and c3
 	$(BIN)/python -m export.align models/fashion-mnist --data-dir data/fashion-mnist || test $$? -eq 2
 
