@@ -88,7 +88,8 @@ class Inference:
         (and any that comes) is answered 503, and a client can retry it elsewhere, instead of being cut off."""
         self.stops_at = asyncio.get_running_loop().time() + max(0.0, grace_s - min(SHUTDOWN_ANSWER_S, grace_s / 2))
         for wait in self.waits:
-            wait.reschedule(min(wait.when(), self.stops_at))
+            if not wait.expired():  # one that has just run out answers with its own deadline
+                wait.reschedule(min(wait.when(), self.stops_at))
 
     def stop(self) -> None:
         for executor in filter(None, (self.executor, self.finisher)):
