@@ -451,10 +451,11 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits():
         httpx.get(server.url + "/healthz", timeout=2)
 
 
-def test_requests_the_grace_cannot_finish_are_answered_503_not_cut_off():
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_requests_the_grace_cannot_finish_are_answered_503_not_cut_off(workers):
     # Sixteen traversals of 1,024 images, a second of grace: most are still queued when it ends. Past the grace
     # uvicorn cancels what is left, and a cancelled request reads as a 500.
-    server = Server(ROOT / "models" / "mnist", WORKERS="1", SHUTDOWN_GRACE_S="1", MAX_QUEUE_WAIT_S="60",
+    server = Server(ROOT / "models" / "mnist", WORKERS=workers, SHUTDOWN_GRACE_S="1", MAX_QUEUE_WAIT_S="60",
                     REQUEST_TIMEOUT_S="60")
     statuses, _, signalled = traversals_across_a_signal(
         server.url, 16, lambda: server.process.send_signal(signal.SIGTERM))
