@@ -88,8 +88,13 @@ class Inference:
         (and any that comes) is answered 503, and a client can retry it elsewhere, instead of being cut off."""
         self.stops_at = asyncio.get_running_loop().time() + max(0.0, grace_s - min(SHUTDOWN_ANSWER_S, grace_s / 2))
         for wait in self.waits:
-            if not wait.expired():  # one that has just run out answers with its own deadline
-                wait.reschedule(min(wait.when(), self.stops_at))
+            self.bound(wait)
+
+    def bound(self, wait: asyncio.Timeout) -> None:
+        """A request's deadline, no later than the stop once the worker is stopping (one that has just run out
+        answers with its own)."""
+        if self.stops_at is not None and not wait.expired():
+            wait.reschedule(min(wait.when(), self.stops_at))
 
     def stop(self) -> None:
         for executor in filter(None, (self.executor, self.finisher)):
@@ -207,8 +212,7 @@ class Engine:
         self.in_flight += 1
         try:
             async with asyncio.timeout(deadline) as wait:
-                if self.inference.stops_at is not None:
-                    wait.reschedule(min(wait.when(), self.inference.stops_at))
+                self.inference.bound(wait)
                 waits.add(wait)
                 try:
                     return await batcher.submit(feeds, finish, self.budget(timeout_s), on_timing)

@@ -73,8 +73,9 @@ class Settings(BaseSettings):
                               "answered the supervisor's heartbeat for this long (stopped, or stuck) is killed and "
                               "replaced")
     shutdown_grace_s: float = Field(20.0, ge=0, description="on SIGTERM, how long in-flight requests may take to "
-                                    "finish before the process exits (those still waiting for inference a second before "
-                                    "it ends are answered 503; keep Kubernetes' terminationGracePeriodSeconds above it)")
+                                    "finish before the process exits (those still waiting for inference a second, at most "
+                                    "half the grace, before it ends are answered 503; keep Kubernetes' "
+                                    "terminationGracePeriodSeconds above it)")
     tracing: bool = Field(False, description="OpenTelemetry traces: a span per request (W3C traceparent continued) "
                           "with spans for admission, queue, batch and finish; exported over OTLP when "
                           "OTEL_EXPORTER_OTLP_ENDPOINT is set")
