@@ -42,7 +42,8 @@ model: data  ## train the shipped recipe on the official digits (SEED=1; about 2
 	$(BIN)/python -m training --preset mnist --jitter-shear 0.15 --jitter-stroke 0.225 --real-info-weight 1 \
 	    --epochs 15 --identity-weight 0.3 --identity-start-epoch 12 --data-dir $(DATA) --out runs/mnist-seed$(SEED) --seed $(SEED)
 	$(BIN)/python -m export runs/mnist-seed$(SEED) --out models/mnist --name infogan-mnist --version 3 --precision fp16
-	$(BIN)/python -m export.align models/mnist --data-dir $(DATA)
+	@# exit 2: no map moves one factor per code (a draw of the recipe can end so); the codes stay c2 and c3
+	$(BIN)/python -m export.align models/mnist --data-dir $(DATA) || test $$? -eq 2
 
 fashion-model: $(BIN)/.installed  ## the same for models/fashion-mnist: its official files, the fashion-mnist preset (seed 10, bf16), export, align
 	$(MAKE) data DATASET=fashion-mnist
