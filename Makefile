@@ -12,6 +12,7 @@ DATA ?= data/$(DATASET)
 # A run's arithmetic follows its CPU kernels' thread count: this project's runs train on one thread, and only one
 # thread repeats them (on the same kind of CPU). TRAIN_THREADS=2 or more trains faster, as another draw.
 TRAIN_THREADS ?= 1
+TRAIN := OMP_NUM_THREADS=$(TRAIN_THREADS) $(BIN)/python -m training
 
 .DEFAULT_GOAL := help
 .PHONY: help install data test lint serve model fashion-model bench e2e-deps container-deps test-containers check-gpu-image clean
@@ -42,7 +43,7 @@ serve: $(BIN)/.installed  ## the API on http://127.0.0.1:8000 with the embedded 
 
 model: data  ## train the shipped recipe on the official digits (SEED=1; about 2 h on one CPU thread), export and align into models/mnist
 	@# the identity term comes on for the last 3 of the 15 epochs (docs/RESULTS.md, rounds 6 and 7)
-	OMP_NUM_THREADS=$(TRAIN_THREADS) $(BIN)/python -m training --preset mnist --jitter-shear 0.15 --jitter-stroke 0.225 --real-info-weight 1 \
+	$(TRAIN) --preset mnist --jitter-shear 0.15 --jitter-stroke 0.225 --real-info-weight 1 \
 	    --epochs 15 --identity-weight 0.3 --identity-start-epoch 12 --data-dir $(DATA) --out runs/mnist-seed$(SEED) --seed $(SEED)
 	$(BIN)/python -m export runs/mnist-seed$(SEED) --out models/mnist --name infogan-mnist --version 3 --precision fp16
 	@# exit 2: no map moves one factor per code (a draw of the recipe can end so); the codes stay c2 and c3
@@ -50,7 +51,7 @@ model: data  ## train the shipped recipe on the official digits (SEED=1; about 2
 
 fashion-model: $(BIN)/.installed  ## the same for models/fashion-mnist: its official files, the fashion-mnist preset (seed 10, bf16), export, align
 	$(MAKE) data DATASET=fashion-mnist
-	OMP_NUM_THREADS=$(TRAIN_THREADS) $(BIN)/python -m training --preset fashion-mnist --real-info-weight 1 --precision bf16 --data-dir data/fashion-mnist \
+	$(TRAIN) --preset fashion-mnist --real-info-weight 1 --precision bf16 --data-dir data/fashion-mnist \
 	    --out runs/fashion-mnist-seed10 --seed 10
 	$(BIN)/python -m export runs/fashion-mnist-seed10 --out models/fashion-mnist --name infogan-fashion-mnist --version 4 --precision fp16
 	@# exit 2: no map moves one stroke measure per code (the shipped model's case); the codes stay c2 and c3
